@@ -1,0 +1,122 @@
+"""MIDI files in and out through mido, in beats (quarter notes) rather than seconds."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import mido
+
+from .tokens import Grid, Note
+
+DRUM_CHANNEL = 9
+
+
+class MidiFileError(ValueError):
+    """A MIDI file that cannot be read; the message is one line for the user."""
+
+
+@dataclass(frozen=True)
+class BeatNote:
+    """A note in quarter-note beats from the start of the file."""
+
+    start: float
+    end: float
+    pitch: int
+    velocity: int = 100
+
+
+def open_midi(path: str | Path) -> mido.MidiFile:
+    try:
+        return mido.MidiFile(str(path))
+    except FileNotFoundError:
+        raise MidiFileError(f"{path}: no such file") from None
+    except (OSError, EOFError, ValueError, KeyError, IndexError, TypeError) as error:
+        raise MidiFileError(f"{path}: not a readable MIDI file ({error})") from None
+
+
+def track_names(midi: mido.MidiFile) -> list[str]:
+    names = []
+    for index, track in enumerate(midi.tracks):
+        name = next((m.name for m in track if m.type == "track_name"), "") or track.name
+        names.append(name or f"track {index}")
+    return names
+
+
+def _track_notes(track: mido.MidiTrack, ticks_per_beat: int) -> list[BeatNote]:
+    """Notes of one track; velocity-0 note-ons end notes; unmatched offs are ignored."""
+    tick = 0
+    open_notes: dict[tuple[int, int], tuple[int, int]] = {}
+    notes = []
+    for message in track:
+        tick += message.time
+        if message.type not in ("note_on", "note_off") or message.channel == DRUM_CHANNEL:
+            continue
+        key = (message.channel, message.note)
+        if key in open_notes:
+            start, velocity = open_notes.pop(key)
+            notes.append(BeatNote(start / ticks_per_beat, tick / ticks_per_beat, key[1], velocity))
+        if message.type == "note_on" and message.velocity > 0:
+            open_notes[key] = (tick, message.velocity)
+    for (_, pitch), (start, velocity) in open_notes.items():
+        notes.append(BeatNote(start / ticks_per_beat, tick / ticks_per_beat, pitch, velocity))
+    return notes
+
+
+def read_notes(path: str | Path, track: str | None = None) -> list[BeatNote]:
+    """Notes of every track (or of the track whose name contains ``track``), sorted by start."""
+    midi = open_midi(path)
+    if midi.type == 2:
+        raise MidiFileError(f"{path}: MIDI type 2 (independent sequences) is not supported")
+    names = track_names(midi)
+    chosen = range(len(midi.tracks))
+    if track is not None:
+        chosen = [i for i, name in enumerate(names) if track.lower() in name.lower()]
+        if not chosen:
+            raise MidiFileError(f"{path}: no track named like {track!r} (tracks: {names})")
+    notes = []
+    for index in chosen:
+        notes.extend(_track_notes(midi.tracks[index], midi.ticks_per_beat))
+    return sorted(notes, key=lambda n: (n.start, -n.pitch))
+
+
+def beat_notes_to_grid(notes: list[BeatNote], grid: Grid, offset_beats: float = 0.0) -> list[Note]:
+    """Quantise beat notes to grid notes, starting ``offset_beats`` into the file."""
+    grid_notes = []
+    for note in notes:
+        onset = round((note.start - offset_beats) * grid.steps_per_beat)
+        end = round((note.end - offset_beats) * grid.steps_per_beat)
+        if onset >= 0:
+            grid_notes.append(Note(onset, max(1, end - onset), note.pitch))
+    return grid_notes
+
+
+def write_notes(
+    path: str | Path,
+    notes: list[Note],
+    grid: Grid,
+    bpm: float = 120.0,
+    channel: int = 0,
+    velocity: int = 100,
+    ticks_per_beat: int = 480,
+) -> None:
+    """One-track MIDI file of grid notes at ``bpm``."""
+    ticks_per_step = ticks_per_beat // grid.steps_per_beat
+    events = []
+    for note in notes:
+        events.append((note.onset * ticks_per_step, 1, note.pitch, velocity))
+        events.append((note.end * ticks_per_step, 0, note.pitch, 0))
+    track = mido.MidiTrack()
+    track.append(mido.MetaMessage("set_tempo", tempo=mido.bpm2tempo(bpm), time=0))
+    track.append(
+        mido.MetaMessage("time_signature", numerator=grid.beats_per_bar, denominator=4, time=0)
+    )
+    now = 0
+    for tick, is_on, pitch, vel in sorted(events):
+        kind = "note_on" if is_on else "note_off"
+        track.append(mido.Message(kind, note=pitch, velocity=vel, channel=channel, time=tick - now))
+        now = tick
+    track.append(mido.MetaMessage("end_of_track", time=0))
+    midi = mido.MidiFile(ticks_per_beat=ticks_per_beat)
+    midi.tracks.append(track)
+    midi.save(str(path))

@@ -1,0 +1,233 @@
+"""Windows of L steps from every transposition of every melody, split by piece, cached.
+
+The cache holds the untransposed lines (seconds to parse, milliseconds to load); windows and
+transpositions are cut from them in numpy on load.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from glsr_live.attributes import ATTRIBUTES
+from glsr_live.tokens import HOLD, REST, Grid, Vocabulary
+
+from .corpus import (
+    LINE_HOLD,
+    LINE_REST,
+    CorpusResult,
+    Melody,
+    corpus_fingerprint,
+    load_bach,
+    load_folder,
+    pitches_of,
+)
+
+CACHE_VERSION = 3
+SPLITS = ("train", "val", "test")
+DEFAULT_CACHE = Path(os.environ.get("GLSR_CACHE", Path.home() / ".cache" / "glsr-live"))
+
+
+@dataclass(frozen=True)
+class DatasetSettings:
+    corpus: str = "bach"
+    seq_len: int = 32
+    stride: int = 4
+    steps_per_beat: int = 4
+    beats_per_bar: int = 4
+    track: str | None = None
+    split: tuple[float, float] = (0.8, 0.9)  # cumulative fractions for train, val
+
+    @property
+    def grid(self) -> Grid:
+        return Grid(self.steps_per_beat, self.beats_per_bar, self.seq_len)
+
+
+@dataclass
+class Dataset:
+    """Lines, their pieces and splits, and the vocabulary; windows are cut on demand."""
+
+    settings: DatasetSettings
+    names: list[str]
+    lines: list[np.ndarray]
+    splits: list[str]
+    skipped: dict[str, str]
+    vocab: Vocabulary
+    from_cache: bool = False
+
+    @property
+    def grid(self) -> Grid:
+        return self.settings.grid
+
+    def pieces(self, split: str) -> list[int]:
+        return [i for i, s in enumerate(self.splits) if s == split]
+
+    def windows(self, split: str, transpose: bool = True) -> np.ndarray:
+        """(N, L) int64 tokens of every window of every (transposed) piece of ``split``."""
+        chunks = [
+            line_windows(self.lines[i], self.settings, self.vocab, transpose)
+            for i in self.pieces(split)
+        ]
+        return np.concatenate(chunks) if chunks else np.zeros((0, self.settings.seq_len), np.int64)
+
+
+# ---------------------------------------------------------------- windows
+
+
+def transpositions(line: np.ndarray, vocab: Vocabulary) -> range:
+    """Every semitone shift that keeps the line inside the vocabulary range."""
+    pitches = line[line >= 0]
+    return range(vocab.low - int(pitches.min()), vocab.high - int(pitches.max()) + 1)
+
+
+def sounding_pitch(line: np.ndarray) -> np.ndarray:
+    """(steps,) the pitch sounding at each step, -1 in silence."""
+    sounding = np.where(line >= 0, line, -1).astype(np.int64)
+    for step in range(1, len(line)):
+        if line[step] == LINE_HOLD:
+            sounding[step] = sounding[step - 1]
+    return sounding
+
+
+def line_windows(
+    line: np.ndarray, settings: DatasetSettings, vocab: Vocabulary, transpose: bool = True
+) -> np.ndarray:
+    """(N, L) canonical token windows; a window that opens mid-note re-strikes that note."""
+    view = np.lib.stride_tricks.sliding_window_view(line, settings.seq_len)[:: settings.stride]
+    codes = np.array(view, dtype=np.int64)
+    starts = np.arange(0, len(line) - settings.seq_len + 1, settings.stride)
+    opens_mid_note = codes[:, 0] == LINE_HOLD
+    codes[opens_mid_note, 0] = sounding_pitch(line)[starts[opens_mid_note]]
+    codes[codes[:, 0] < 0, 0] = LINE_REST  # a hold of silence is silence
+    shifts = transpositions(line, vocab) if transpose else range(0, 1)
+    return np.concatenate([codes_to_tokens(codes, shift, vocab) for shift in shifts])
+
+
+def codes_to_tokens(codes: np.ndarray, shift: int, vocab: Vocabulary) -> np.ndarray:
+    tokens = np.where(codes == LINE_REST, REST, HOLD)
+    return np.where(codes >= 0, codes + shift - vocab.low + 2, tokens).astype(np.int64)
+
+
+# ---------------------------------------------------------------- splits
+
+
+def melody_key(line: np.ndarray) -> str:
+    """Transposition-invariant fingerprint, so that a tune harmonised twice stays in one split."""
+    pitches = line[line >= 0]
+    relative = np.where(line >= 0, line - (pitches[0] if len(pitches) else 0), line)
+    return hashlib.sha1(relative.astype(np.int16).tobytes()).hexdigest()
+
+
+def assign_split(key: str, split: tuple[float, float]) -> str:
+    fraction = int(key[:8], 16) / 0xFFFFFFFF
+    return "train" if fraction < split[0] else "val" if fraction < split[1] else "test"
+
+
+# ---------------------------------------------------------------- build and cache
+
+
+def cache_path(settings: DatasetSettings, cache_dir: Path) -> Path:
+    key = json.dumps(
+        [CACHE_VERSION, settings.corpus, settings.steps_per_beat, settings.beats_per_bar,
+         settings.seq_len, list(settings.split), corpus_fingerprint(settings.corpus,
+                                                                    settings.track)]
+    )
+    digest = hashlib.sha1(key.encode()).hexdigest()[:16]
+    return cache_dir / f"lines-{digest}.npz"
+
+
+def parse_corpus(settings: DatasetSettings, progress: bool) -> CorpusResult:
+    if settings.corpus == "bach":
+        return load_bach(settings.grid, progress)
+    return load_folder(Path(settings.corpus), settings.grid, settings.track, progress)
+
+
+def save_cache(path: Path, result: CorpusResult) -> None:
+    """Write atomically: a temp file in the same folder, then rename."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lengths = np.array([len(m.line) for m in result.melodies], dtype=np.int64)
+    with tempfile.NamedTemporaryFile(dir=path.parent, suffix=".npz", delete=False) as handle:
+        np.savez_compressed(
+            handle,
+            names=np.array([m.name for m in result.melodies]),
+            lines=np.concatenate([m.line for m in result.melodies]).astype(np.int16),
+            lengths=lengths,
+            skipped=np.array(json.dumps(result.skipped)),
+        )
+    os.replace(handle.name, path)
+
+
+def load_cache(path: Path) -> CorpusResult | None:
+    """The cached corpus, or None if the file is missing or unreadable (then it is rebuilt)."""
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            lines = np.split(data["lines"], np.cumsum(data["lengths"])[:-1])
+            melodies = [Melody(str(n), line) for n, line in zip(data["names"], lines, strict=True)]
+            skipped = json.loads(str(data["skipped"]))
+    except (OSError, ValueError, KeyError, EOFError):
+        return None
+    return CorpusResult(melodies, skipped) if melodies else None
+
+
+def build(
+    settings: DatasetSettings, cache_dir: Path = DEFAULT_CACHE, progress: bool = True
+) -> Dataset:
+    """Load the corpus from the cache, or parse it and fill the cache."""
+    path = cache_path(settings, cache_dir)
+    result = load_cache(path)
+    from_cache = result is not None
+    if result is None:
+        result = parse_corpus(settings, progress)
+        save_cache(path, result)
+    lines = [m.line for m in result.melodies]
+    pitches = pitches_of(lines)
+    return Dataset(
+        settings=settings,
+        names=[m.name for m in result.melodies],
+        lines=lines,
+        splits=[assign_split(melody_key(line), settings.split) for line in lines],
+        skipped=result.skipped,
+        vocab=Vocabulary(int(pitches.min()), int(pitches.max())),
+        from_cache=from_cache,
+    )
+
+
+def attribute_summary(windows: np.ndarray, dataset: Dataset) -> dict[str, dict[str, float]]:
+    """min, 5th percentile, mean, 95th percentile and max of every attribute over windows."""
+    summary = {}
+    for name, function in ATTRIBUTES.items():
+        values = function(windows, dataset.vocab, dataset.grid)
+        values = values[np.isfinite(values)]
+        if len(values) == 0:
+            continue
+        p5, p95 = np.percentile(values, [5, 95])
+        summary[name] = {
+            "min": float(values.min()), "p5": float(p5), "mean": float(values.mean()),
+            "p95": float(p95), "max": float(values.max()),
+        }
+    return summary
+
+
+def summary(dataset: Dataset) -> dict:
+    windows = {split: dataset.windows(split) for split in SPLITS}
+    pieces = {split: len(dataset.pieces(split)) for split in SPLITS}
+    return {
+        "corpus": dataset.settings.corpus,
+        "pieces": len(dataset.names),
+        "pieces_per_split": pieces,
+        "skipped": len(dataset.skipped),
+        "skipped_reasons": dataset.skipped,
+        "windows": {split: int(len(w)) for split, w in windows.items()},
+        "vocab": dataset.vocab.size,
+        "pitch_range": [dataset.vocab.low, dataset.vocab.high],
+        "seq_len": dataset.settings.seq_len,
+        "stride": dataset.settings.stride,
+        "from_cache": dataset.from_cache,
+        "attributes": attribute_summary(windows["train"], dataset),
+    }

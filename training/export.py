@@ -1,0 +1,195 @@
+"""glsr-export: a run's best checkpoint -> a model directory the daemon runs without torch.
+
+Writes encoder.onnx, decoder.onnx and model.json (DESIGN.md, "the model directory"), and
+refuses to write them when onnxruntime's logits differ from torch's by more than 1e-4 or
+their argmax differs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from glsr_live.model import FORMAT_VERSION, Model, ModelError
+from glsr_live.tokens import Grid, Vocabulary
+
+from .checkpoint import CheckpointError, load_checkpoint
+from .config import ConfigError, from_dict
+from .corpus import CorpusError
+from .dataset import DatasetSettings, attribute_summary, build
+from .model import GLSRVAE, ModelArgs
+
+EXIT_USAGE = 2
+EXIT_PARITY = 3
+TOLERANCE = 1e-4
+
+
+class Encoder(nn.Module):
+    def __init__(self, vae: GLSRVAE):
+        super().__init__()
+        self.vae = vae
+
+    def forward(self, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.vae.encode(tokens)
+
+
+class Decoder(nn.Module):
+    def __init__(self, vae: GLSRVAE):
+        super().__init__()
+        self.vae = vae
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.vae.decode(z)
+
+
+class ParityError(RuntimeError):
+    pass
+
+
+def load_model(checkpoint: dict) -> GLSRVAE:
+    model = GLSRVAE(ModelArgs(**checkpoint["model_args"]))
+    model.load_state_dict(checkpoint["model"])
+    return model.eval()
+
+
+def export_graphs(model: GLSRVAE, folder: Path) -> None:
+    tokens = torch.zeros(2, model.args.seq_len, dtype=torch.int64)
+    z = torch.zeros(2, model.args.latent_dim)
+    common = {"dynamo": False, "opset_version": 17, "do_constant_folding": True}
+    torch.onnx.export(Encoder(model), (tokens,), str(folder / "encoder.onnx"),
+                      input_names=["tokens"], output_names=["mu", "logvar"],
+                      dynamic_axes={"tokens": {0: "batch"}, "mu": {0: "batch"},
+                                    "logvar": {0: "batch"}}, **common)
+    torch.onnx.export(Decoder(model), (z,), str(folder / "decoder.onnx"),
+                      input_names=["z"], output_names=["logits"],
+                      dynamic_axes={"z": {0: "batch"}, "logits": {0: "batch"}}, **common)
+
+
+@torch.no_grad()
+def check_parity(model: GLSRVAE, runtime: Model, tokens: np.ndarray) -> dict[str, float]:
+    """Max |torch - onnxruntime| of mu and logits on real windows; raises on a mismatch."""
+    mu_torch, _ = model.encode(torch.from_numpy(tokens))
+    logits_torch = model.decode(mu_torch).numpy()
+    mu_onnx, _ = runtime.encode(tokens)
+    logits_onnx = runtime.decode(mu_torch.numpy())
+    report = {"mu_max_abs_diff": float(np.abs(mu_onnx - mu_torch.numpy()).max()),
+              "logits_max_abs_diff": float(np.abs(logits_onnx - logits_torch).max()),
+              "argmax_mismatches": int((logits_onnx.argmax(-1) != logits_torch.argmax(-1)).sum())}
+    if (report["mu_max_abs_diff"] > TOLERANCE or report["logits_max_abs_diff"] > TOLERANCE
+            or report["argmax_mismatches"]):
+        raise ParityError(f"onnxruntime and torch disagree: {report}")
+    return report
+
+
+@torch.no_grad()
+def latent_stats(model: GLSRVAE, windows: np.ndarray) -> dict[str, list[float]]:
+    mus = torch.cat([model.encode(b)[0] for b in torch.from_numpy(windows).split(2048)]).numpy()
+    p5, p50, p95 = np.percentile(mus, [5, 50, 95], axis=0)
+    as_list = lambda a: [round(float(v), 5) for v in a]  # noqa: E731
+    return {"mean": as_list(mus.mean(0)), "std": as_list(mus.std(0)), "p5": as_list(p5),
+            "p50": as_list(p50), "p95": as_list(p95)}
+
+
+def last_metrics(run: Path) -> dict:
+    path = run / "metrics.jsonl"
+    if not path.exists():
+        return {}
+    lines = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return lines[-1] if lines else {}
+
+
+def model_json(checkpoint: dict, windows: np.ndarray, stats: dict, run: Path,
+               summary: dict, parity: dict) -> dict:
+    config = from_dict(checkpoint["config"])
+    low, high = checkpoint["vocab"]
+    steps_per_beat, beats_per_bar = checkpoint["grid"]
+    return {
+        "format_version": FORMAT_VERSION,
+        "vocabulary": Vocabulary(low, high).names(),
+        "seq_len": checkpoint["model_args"]["seq_len"],
+        "steps_per_beat": steps_per_beat,
+        "beats_per_bar": beats_per_bar,
+        "latent_dim": checkpoint["model_args"]["latent_dim"],
+        "attributes": [
+            {"name": a["name"], "dim": a["dim"], "prior": {"mu": a["mu"], "sigma": a["sigma"]},
+             "range": summary[a["name"]]}
+            for a in checkpoint["attributes"]
+        ],
+        "latent_stats": stats,
+        "training": {
+            "config": checkpoint["config"], "config_hash": config.digest(),
+            "model_args": checkpoint["model_args"], "steps": checkpoint["state"]["step"],
+            "minutes": round(checkpoint["state"]["seconds"] / 60, 1),
+            "train_windows": int(len(windows)), "run": run.name,
+        },
+        "metrics": {"validation": {k: v for k, v in last_metrics(run).items()
+                                   if k.startswith("val_")}},
+        "export": {"parity": parity, "exported": time.strftime("%Y-%m-%dT%H:%M:%S")},
+    }
+
+
+def export(run: Path, out: Path, checkpoint_name: str = "best.pt") -> dict:
+    """Export ``run/checkpoint_name`` to ``out`` atomically (a temp folder, then rename)."""
+    checkpoint = load_checkpoint(run / checkpoint_name)
+    model = load_model(checkpoint)
+    config = from_dict(checkpoint["config"])
+    settings = DatasetSettings(corpus=config.data.corpus, seq_len=config.data.seq_len,
+                               stride=config.data.stride, track=config.data.track)
+    dataset = build(settings, progress=False)
+    windows = dataset.windows("train")
+    sample = windows[np.random.default_rng(0).permutation(len(windows))[:20000]]
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}-"))
+    try:
+        export_graphs(model, staging)
+        (staging / "model.json").write_text(json.dumps({"format_version": FORMAT_VERSION}))
+        info = model_json(checkpoint, windows, latent_stats(model, sample), run,
+                          attribute_summary(sample, dataset), parity={})
+        (staging / "model.json").write_text(json.dumps(info, indent=1))
+        parity = check_parity(model, Model(staging), dataset.windows("val")[:512])
+        info["export"]["parity"] = parity
+        (staging / "model.json").write_text(json.dumps(info, indent=1))
+        if out.exists():
+            shutil.rmtree(out)
+        staging.rename(out)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return info
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="glsr-export", description=__doc__)
+    parser.add_argument("run", type=Path, help="run directory written by glsr-train")
+    parser.add_argument("--out", type=Path, required=True, help="model directory to write")
+    parser.add_argument("--checkpoint", default="best.pt", help="best.pt (default) or latest.pt")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        info = export(args.run, args.out, args.checkpoint)
+    except ParityError as error:
+        print(f"glsr-export: refusing to write {args.out}: {error}", file=sys.stderr)
+        return EXIT_PARITY
+    except (CheckpointError, ConfigError, CorpusError, ModelError) as error:
+        print(f"glsr-export: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    parity = info["export"]["parity"]
+    print(f"glsr-export: wrote {args.out} (step {info['training']['steps']}, logits max diff "
+          f"{parity['logits_max_abs_diff']:.2e}, argmax mismatches "
+          f"{parity['argmax_mismatches']})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

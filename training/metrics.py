@@ -1,0 +1,35 @@
+"""Small numpy statistics shared by training and evaluation."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def rank(values: np.ndarray) -> np.ndarray:
+    """Average ranks (ties share the mean of their positions), like scipy's rankdata."""
+    values = np.asarray(values, dtype=float)
+    order = np.argsort(values, kind="mergesort")
+    ranks = np.empty(len(values))
+    ranks[order] = np.arange(len(values), dtype=float)
+    _, inverse, counts = np.unique(values, return_inverse=True, return_counts=True)
+    sums = np.bincount(inverse, weights=ranks)
+    return sums[inverse] / counts[inverse]
+
+
+def spearman(x: np.ndarray, y: np.ndarray) -> float:
+    """Spearman rank correlation; NaN pairs are dropped; 0.0 when either side is constant."""
+    x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    keep = np.isfinite(x) & np.isfinite(y)
+    if keep.sum() < 2:
+        return 0.0
+    rx, ry = rank(x[keep]), rank(y[keep])
+    if rx.std() == 0 or ry.std() == 0:
+        return 0.0
+    return float(np.corrcoef(rx, ry)[0, 1])
+
+
+def token_accuracy(predicted: np.ndarray, target: np.ndarray, hold: int) -> tuple[float, float]:
+    """(accuracy on all steps, accuracy on steps whose target is not hold)."""
+    correct = predicted == target
+    nonhold = target != hold
+    return float(correct.mean()), float(correct[nonhold].mean()) if nonhold.any() else 0.0

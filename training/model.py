@@ -1,0 +1,125 @@
+"""The GLSR-VAE of Hadjeres, Nielsen and Pachet (2017): RNN encoder, RNN decoder fed z once.
+
+Shapes: B batch, L steps, K tokens, d latent size, H hidden units.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+@dataclass
+class ModelArgs:
+    vocab_size: int
+    seq_len: int = 32
+    latent_dim: int = 12
+    embed_dim: int = 32
+    hidden: int = 512
+    layers: int = 2
+    dropout: float = 0.0
+    bidirectional: bool = False  # encoder only; the paper does not say
+    logvar_bias: float = -3.0  # start with narrow posteriors so z carries information early
+    forget_bias: float = 0.0  # added to the LSTM forget gates: z must survive L steps
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class GLSRVAE(nn.Module):
+    def __init__(self, args: ModelArgs):
+        super().__init__()
+        self.args = args
+        directions = 2 if args.bidirectional else 1
+        self.embed = nn.Embedding(args.vocab_size, args.embed_dim)
+        self.encoder = nn.LSTM(
+            args.embed_dim, args.hidden, args.layers, batch_first=True,
+            dropout=args.dropout if args.layers > 1 else 0.0, bidirectional=args.bidirectional,
+        )
+        self.to_mu = nn.Linear(directions * args.hidden, args.latent_dim)
+        self.to_logvar = nn.Linear(directions * args.hidden, args.latent_dim)
+        nn.init.constant_(self.to_logvar.bias, args.logvar_bias)
+        # Decoder input at step t is [z * m_t, m_t] with m_0 = 1 and m_t = 0 after (paper, Eq. 10).
+        self.decoder = nn.LSTM(
+            args.latent_dim + 1, args.hidden, args.layers, batch_first=True,
+            dropout=args.dropout if args.layers > 1 else 0.0,
+        )
+        self.to_logits = nn.Linear(args.hidden, args.vocab_size)
+        for lstm in (self.encoder, self.decoder):
+            add_forget_bias(lstm, args.forget_bias)
+
+    def encode(self, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """tokens (B, L) int64 -> mu (B, d), logvar (B, d)."""
+        _, (h_n, _) = self.encoder(self.embed(tokens))  # h_n (layers * dirs, B, H)
+        directions = 2 if self.args.bidirectional else 1
+        last = h_n[-directions:].transpose(0, 1).reshape(tokens.shape[0], -1)  # (B, dirs * H)
+        return self.to_mu(last), self.to_logvar(last)
+
+    def decoder_inputs(self, z: torch.Tensor) -> torch.Tensor:
+        """z (B, d) -> (B, L, d + 1): z and the mask 1 at step 0, zeros after."""
+        batch = z.shape[0]
+        first = torch.cat([z, z.new_ones(batch, 1)], dim=1).unsqueeze(1)  # (B, 1, d + 1)
+        rest = z.new_zeros(batch, self.args.seq_len - 1, z.shape[1] + 1)
+        return torch.cat([first, rest], dim=1)
+
+    def decode(self, z: torch.Tensor, twice_differentiable: bool = False) -> torch.Tensor:
+        """z (B, d) -> logits (B, L, K), one independent distribution per step.
+
+        ``twice_differentiable`` runs the LSTM step by step in plain tensor ops, so that
+        autograd can differentiate its gradient again on every device (cuDNN cannot).
+        """
+        inputs = self.decoder_inputs(z)
+        if twice_differentiable:
+            hidden = unrolled_lstm(self.decoder, inputs)
+        else:
+            hidden, _ = self.decoder(inputs)  # (B, L, H)
+        return self.to_logits(hidden)
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        """Argmax-free reconstruction logits of the posterior means (for export and checks)."""
+        mu, _ = self.encode(tokens)
+        return self.decode(mu)
+
+
+@torch.no_grad()
+def add_forget_bias(lstm: nn.LSTM, value: float) -> None:
+    """Shift the forget gates (second quarter of each bias) by ``value``."""
+    for name, bias in lstm.named_parameters():
+        if name.startswith("bias_ih"):
+            hidden = bias.shape[0] // 4
+            bias[hidden: 2 * hidden] += value
+
+
+def unrolled_lstm(lstm: nn.LSTM, inputs: torch.Tensor) -> torch.Tensor:
+    """The same computation as ``lstm(inputs)[0]`` (batch_first, unidirectional) step by step."""
+    layer_input = inputs  # (B, L, in)
+    for layer in range(lstm.num_layers):
+        w_ih = getattr(lstm, f"weight_ih_l{layer}")
+        w_hh = getattr(lstm, f"weight_hh_l{layer}")
+        bias = getattr(lstm, f"bias_ih_l{layer}") + getattr(lstm, f"bias_hh_l{layer}")
+        projected = layer_input @ w_ih.T + bias  # (B, L, 4H), all steps at once
+        h = inputs.new_zeros(inputs.shape[0], lstm.hidden_size)
+        c = torch.zeros_like(h)
+        outputs = []
+        for step in range(inputs.shape[1]):
+            gates = projected[:, step] + h @ w_hh.T
+            i, f, g, o = gates.chunk(4, dim=1)
+            c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
+            h = torch.sigmoid(o) * torch.tanh(c)
+            outputs.append(h)
+        layer_input = torch.stack(outputs, dim=1)  # (B, L, H)
+        if layer < lstm.num_layers - 1 and lstm.training and lstm.dropout > 0:
+            layer_input = F.dropout(layer_input, lstm.dropout, training=True)
+    return layer_input
+
+
+def reparameterise(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+    return mu + torch.randn_like(mu) * torch.exp(0.5 * logvar)
+
+
+def kl_per_dim(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+    """KL(q(z|x) || N(0, I)) per latent dim, (B, d)."""
+    return 0.5 * (mu.pow(2) + logvar.exp() - 1.0 - logvar)

@@ -1,0 +1,481 @@
+"""glsr-train: train the GLSR-VAE; resumable, data-parallel under torchrun.
+
+The run directory holds config.json (resolved), metrics.jsonl (one line per evaluation),
+latest.pt and previous.pt (the last two checkpoints, written atomically) and best.pt.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import signal
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from glsr_live.attributes import compute
+from glsr_live.tokens import HOLD, Vocabulary
+
+from . import config as config_module
+from .checkpoint import CheckpointError, load_latest, save_checkpoint
+from .config import Config, ConfigError
+from .corpus import CorpusError
+from .dataset import Dataset, DatasetSettings, build
+from .glsr import (
+    GRADIENT_ESTIMATORS,
+    RegularisedAttribute,
+    attribute_gradients,
+    glsr_penalty,
+    spread_along_axes,
+)
+from .metrics import spearman, token_accuracy
+from .model import GLSRVAE, ModelArgs, kl_per_dim, reparameterise
+
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+
+
+# ---------------------------------------------------------------- setup
+
+
+@dataclass
+class Runtime:
+    rank: int = 0
+    world: int = 1
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+
+def choose_device(name: str, local_rank: int) -> torch.device:
+    if name == "cuda" or (name == "auto" and torch.cuda.is_available()):
+        if not torch.cuda.is_available():
+            raise ConfigError("--device cuda asked for, but torch sees no CUDA device")
+        return torch.device("cuda", local_rank % torch.cuda.device_count())
+    return torch.device("cpu")
+
+
+def setup_runtime(device_name: str) -> Runtime:
+    """Single process, or one rank of a torchrun job (gloo on CPU, nccl on CUDA)."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    device = choose_device(device_name, local_rank)
+    if world > 1:
+        backend = "nccl" if device.type == "cuda" else "gloo"
+        dist.init_process_group(backend)
+        if device.type == "cuda":
+            torch.cuda.set_device(device)
+        if device.type == "cpu":
+            torch.set_num_threads(max(1, (os.cpu_count() or 1) // world))
+        return Runtime(dist.get_rank(), world, device)
+    return Runtime(0, 1, device)
+
+
+def regularised_attributes(config: Config, train: np.ndarray, dataset: Dataset
+                           ) -> list[RegularisedAttribute]:
+    """Resolve mu/sigma 'auto': the 1st-99th percentile spread over the prior's range."""
+    if not config.regularize:
+        return []
+    resolved = []
+    for attribute in config.glsr.attributes:
+        values = compute(attribute.name, train, dataset.vocab, dataset.grid)
+        low, high = np.nanpercentile(values, [1, 99])
+        mu = (high - low) / config.glsr.prior_range if attribute.mu == "auto" else attribute.mu
+        sigma = mu / 4 if attribute.sigma == "auto" else attribute.sigma
+        resolved.append(RegularisedAttribute(attribute.name, attribute.dim, float(mu),
+                                             float(sigma)))
+    return resolved
+
+
+def annealed(step: int, start: int, steps: int, maximum: float) -> float:
+    """0 before ``start``, then a linear ramp to ``maximum`` over ``steps``."""
+    if step < start:
+        return 0.0
+    return maximum * min(1.0, (step - start) / max(1, steps))
+
+
+def learning_rate(step: int, config: Config) -> float:
+    """Short warm-up, then cosine decay from lr to lr_final over max_steps."""
+    train = config.train
+    warmup = min(200, train.max_steps // 10 + 1)
+    if step < warmup:
+        return train.lr * (step + 1) / warmup
+    progress = min(1.0, (step - warmup) / max(1, train.max_steps - warmup))
+    return train.lr_final + 0.5 * (train.lr - train.lr_final) * (1 + math.cos(math.pi * progress))
+
+
+# ---------------------------------------------------------------- one step
+
+
+@dataclass
+class StepResult:
+    loss: torch.Tensor
+    parts: dict[str, float]
+
+
+def objective(model: GLSRVAE, tokens: torch.Tensor, attributes: list[RegularisedAttribute],
+              config: Config, step: int, pitches: torch.Tensor) -> StepResult:
+    """-ELBO with annealed beta and the annealed GLSR penalty, for one batch (B, L)."""
+    mu, logvar = model.encode(tokens)  # (B, d) each
+    z = reparameterise(mu, logvar)
+    logits = model.decode(z)  # (B, L, K)
+    nll = F.cross_entropy(logits.transpose(1, 2), tokens, reduction="none").sum(1).mean()
+    kl = kl_per_dim(mu, logvar).sum(1).mean()
+    beta = annealed(step, config.anneal.beta_start, config.anneal.beta_steps,
+                    config.anneal.beta_max)
+    loss = nll + beta * kl
+    parts = {"nll": nll.item(), "kl": kl.item(), "beta": beta}
+    alpha = annealed(step, config.anneal.alpha_start, config.anneal.alpha_steps,
+                     config.anneal.alpha_max)
+    if attributes and alpha > 0:
+        sub = spread_along_axes(z[: config.glsr.batch], attributes, config.glsr.axis_spread)
+        estimator = GRADIENT_ESTIMATORS[config.glsr.gradient]
+        unrolled = sub.device.type == "cuda" and estimator is attribute_gradients
+        gradients = estimator(  # unrolled: cuDNN has no double backward
+            lambda zz: model.decode(zz, twice_differentiable=unrolled), sub, attributes, pitches)
+        penalty = glsr_penalty(gradients, attributes)  # (n_attributes,)
+        loss = loss + alpha * penalty.sum()
+        for attribute, value, grad in zip(attributes, penalty, gradients.mean(0), strict=True):
+            parts[f"glsr_{attribute.name}"] = value.item()
+            parts[f"slope_{attribute.name}"] = grad.item()
+    parts["alpha"] = alpha
+    return StepResult(loss, parts)
+
+
+def all_reduce_gradients(model: torch.nn.Module, runtime: Runtime) -> None:
+    """Average gradients over ranks: one flat all-reduce (works with double backward)."""
+    if runtime.world == 1:
+        return
+    grads = [p.grad for p in model.parameters() if p.grad is not None]
+    flat = torch.cat([g.reshape(-1) for g in grads])
+    dist.all_reduce(flat)
+    flat /= runtime.world
+    offset = 0
+    for grad in grads:
+        grad.copy_(flat[offset: offset + grad.numel()].view_as(grad))
+        offset += grad.numel()
+
+
+# ---------------------------------------------------------------- evaluation
+
+
+@torch.no_grad()
+def evaluate(model: GLSRVAE, windows: torch.Tensor, dataset: Dataset,
+             attributes: list[RegularisedAttribute], config: Config) -> dict:
+    """Validation NLL/KL at the posterior mean, token accuracy, per-dim KL, axis Spearman."""
+    model.eval()
+    mus, logvars, predictions, nll = [], [], [], 0.0
+    for batch in windows.split(1024):
+        mu, logvar = model.encode(batch)
+        logits = model.decode(mu)
+        nll += F.cross_entropy(logits.transpose(1, 2), batch, reduction="none").sum().item()
+        mus.append(mu)
+        logvars.append(logvar)
+        predictions.append(logits.argmax(-1))
+    model.train()
+    mu, logvar = torch.cat(mus), torch.cat(logvars)
+    kl = kl_per_dim(mu, logvar).mean(0).cpu().numpy()
+    target = windows.cpu().numpy()
+    accuracy, accuracy_nonhold = token_accuracy(torch.cat(predictions).cpu().numpy(), target,
+                                                HOLD)
+    result = {
+        "val_nll": nll / len(windows), "val_kl": float(kl.sum()),
+        "val_kl_per_dim": [round(float(k), 4) for k in kl],
+        "val_accuracy": accuracy, "val_accuracy_nonhold": accuracy_nonhold,
+    }
+    result["val_objective"] = result["val_nll"] + config.anneal.beta_max * result["val_kl"]
+    mu_np = mu.cpu().numpy()
+    for attribute in attributes:
+        values = compute(attribute.name, target, dataset.vocab, dataset.grid)
+        result[f"val_spearman_{attribute.name}"] = spearman(mu_np[:, attribute.dim], values)
+    return result
+
+
+# ---------------------------------------------------------------- the loop
+
+
+@dataclass
+class State:
+    step: int = 0
+    epoch: int = 0
+    position: int = 0
+    best: float = float("inf")
+    bad_evals: int = 0
+    seconds: float = 0.0
+
+
+def epoch_order(n: int, seed: int, epoch: int) -> np.ndarray:
+    return np.random.default_rng([seed, epoch]).permutation(n)
+
+
+def next_batch(train: torch.Tensor, state: State, config: Config, runtime: Runtime
+               ) -> torch.Tensor:
+    """This rank's share of the next global batch; the order is reproducible from the state."""
+    size = config.train.batch_size
+    if state.position + size > len(train):
+        state.epoch, state.position = state.epoch + 1, 0
+    order = epoch_order(len(train), config.train.seed, state.epoch)
+    indices = order[state.position: state.position + size][runtime.rank:: runtime.world]
+    state.position += size
+    return train[torch.from_numpy(indices)]
+
+
+def anneal_end(config: Config) -> int:
+    anneal = config.anneal
+    return max(anneal.beta_start + anneal.beta_steps, anneal.alpha_start + anneal.alpha_steps)
+
+
+class Stop(Exception):
+    """SIGTERM/SIGINT arrived: save and leave."""
+
+
+def raise_stop(signum, frame) -> None:
+    raise Stop()
+
+
+@dataclass
+class Run:
+    config: Config
+    out: Path
+    runtime: Runtime
+    dataset: Dataset
+    train: torch.Tensor
+    val: torch.Tensor
+    model: GLSRVAE
+    optimizer: torch.optim.Optimizer
+    attributes: list[RegularisedAttribute]
+    state: State
+
+    def checkpoint(self, name: str = "latest.pt") -> None:
+        if self.runtime.main:
+            save_checkpoint(self.out, name, self.payload())
+
+    def payload(self) -> dict:
+        return {
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "model_args": self.model.args.to_dict(),
+            "config": self.config.to_dict(),
+            "vocab": [self.dataset.vocab.low, self.dataset.vocab.high],
+            "grid": [self.dataset.grid.steps_per_beat, self.dataset.grid.beats_per_bar],
+            "attributes": [a.__dict__ for a in self.attributes],
+            "state": self.state.__dict__,
+        }
+
+    def log(self, record: dict) -> None:
+        if self.runtime.main:
+            with open(self.out / "metrics.jsonl", "a") as handle:
+                handle.write(json.dumps(record) + "\n")
+
+
+def train_loop(run: Run, max_steps: int, max_minutes: float) -> str:
+    """Train until max_steps, early stop or the time limit; returns why it stopped."""
+    config, state = run.config, run.state
+    pitches = torch.from_numpy(run.dataset.vocab.pitch_table()).to(run.runtime.device)
+    started, seconds_before = time.perf_counter(), state.seconds
+    bar = tqdm(total=max_steps, initial=state.step, unit="step", disable=not run.runtime.main,
+               dynamic_ncols=True, smoothing=0.05, mininterval=2.0)
+    while state.step < max_steps:
+        for group in run.optimizer.param_groups:
+            group["lr"] = learning_rate(state.step, config)
+        batch = next_batch(run.train, state, config, run.runtime).to(run.runtime.device)
+        result = objective(run.model, batch, run.attributes, config, state.step, pitches)
+        run.optimizer.zero_grad(set_to_none=True)
+        result.loss.backward()
+        all_reduce_gradients(run.model, run.runtime)
+        torch.nn.utils.clip_grad_norm_(run.model.parameters(), config.train.grad_clip)
+        run.optimizer.step()
+        state.step += 1
+        state.seconds = seconds_before + time.perf_counter() - started
+        bar.update(1)
+        bar.set_postfix({k: f"{v:.3g}" for k, v in result.parts.items()
+                         if k in ("nll", "kl") or k.startswith("slope_")}, refresh=False)
+        if state.step % config.train.eval_every == 0 or state.step == max_steps:
+            if evaluate_and_track(run, result.parts):
+                bar.close()
+                return "early stop"
+        if state.step % config.train.checkpoint_every == 0:
+            run.checkpoint()
+        if max_minutes and state.seconds > max_minutes * 60:
+            bar.close()
+            run.checkpoint()
+            return "time limit"
+    bar.close()
+    run.checkpoint()
+    return "max steps"
+
+
+def evaluate_and_track(run: Run, train_parts: dict) -> bool:
+    """Evaluate, log, keep best.pt; True when early stopping says to stop."""
+    state = run.state
+    record = {"step": state.step, "epoch": state.epoch, "seconds": round(state.seconds, 1),
+              "lr": learning_rate(state.step, run.config),
+              **{f"train_{k}": v for k, v in train_parts.items()}}
+    if run.runtime.main:
+        record.update(evaluate(run.model, run.val, run.dataset, run.attributes, run.config))
+        tqdm.write(summary_line(record))
+    stop = False
+    if run.runtime.main and state.step >= anneal_end(run.config):
+        if record["val_objective"] < state.best:
+            state.best, state.bad_evals = record["val_objective"], 0
+            run.checkpoint("best.pt")
+        else:
+            state.bad_evals += 1
+        stop = state.bad_evals >= run.config.train.patience
+    run.log(record)
+    if run.runtime.world > 1:
+        flag = torch.tensor([int(stop)])
+        dist.broadcast(flag, 0)
+        stop = bool(flag.item())
+    return stop
+
+
+def summary_line(record: dict) -> str:
+    spearmans = " ".join(f"{k.removeprefix('val_spearman_')} {v:+.2f}" for k, v in
+                         record.items() if k.startswith("val_spearman_"))
+    return (f"step {record['step']}: val nll {record['val_nll']:.2f} kl {record['val_kl']:.2f} "
+            f"acc {record['val_accuracy']:.3f} non-hold {record['val_accuracy_nonhold']:.3f} "
+            f"spearman {spearmans or '-'}")
+
+
+# ---------------------------------------------------------------- building a run
+
+
+def load_windows(config: Config, dataset: Dataset) -> tuple[np.ndarray, np.ndarray]:
+    train, val = dataset.windows("train"), dataset.windows("val")
+    rng = np.random.default_rng(config.train.seed)
+    if config.data.max_windows:
+        train = train[rng.permutation(len(train))[: config.data.max_windows]]
+    val = val[rng.permutation(len(val))[: config.train.eval_windows]]
+    return train, val
+
+
+def make_run(config: Config, out: Path, runtime: Runtime, resume: dict | None) -> Run:
+    settings = DatasetSettings(corpus=config.data.corpus, seq_len=config.data.seq_len,
+                               stride=config.data.stride, track=config.data.track)
+    dataset = build(settings, progress=runtime.main)
+    train, val = load_windows(config, dataset)
+    if len(train) < config.train.batch_size or len(val) == 0:
+        raise ConfigError(f"too little data: {len(train)} train / {len(val)} val windows")
+    torch.manual_seed(config.train.seed + runtime.rank)
+    args = ModelArgs(vocab_size=dataset.vocab.size, seq_len=config.data.seq_len,
+                     **config.model.__dict__)
+    model = GLSRVAE(args).to(runtime.device)
+    if runtime.world > 1:  # every rank starts from rank 0's weights
+        for tensor in model.state_dict().values():
+            dist.broadcast(tensor, 0)
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.train.lr,
+                                 weight_decay=config.train.weight_decay)
+    attributes = regularised_attributes(config, train, dataset)
+    state = State()
+    if resume is not None:
+        check_same_data(resume, dataset.vocab)
+        model.load_state_dict(resume["model"])
+        optimizer.load_state_dict(resume["optimizer"])
+        state = State(**resume["state"])
+        attributes = [RegularisedAttribute(**a) for a in resume["attributes"]]
+    return Run(config, out, runtime, dataset, torch.from_numpy(train),
+               torch.from_numpy(val).to(runtime.device), model, optimizer, attributes, state)
+
+
+def check_same_data(checkpoint: dict, vocab: Vocabulary) -> None:
+    if list(checkpoint["vocab"]) != [vocab.low, vocab.high]:
+        raise ConfigError("the dataset's pitch range changed since this run started; "
+                          "start a new run")
+
+
+# ---------------------------------------------------------------- command line
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="glsr-train", description=__doc__)
+    parser.add_argument("--config", type=Path, help="training TOML (presets/train/*.toml)")
+    parser.add_argument("--out", type=Path, required=True, help="run directory")
+    parser.add_argument("--resume", action="store_true", help="continue the run in --out")
+    parser.add_argument("--max-steps", type=int, help="override train.max_steps")
+    parser.add_argument("--max-minutes", type=float, help="override train.max_minutes")
+    parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    parser.add_argument("--regularize", choices=["glsr", "none"], default=None,
+                        help="'none' trains the unregularised baseline")
+    return parser.parse_args(argv)
+
+
+def resolve_config(args: argparse.Namespace) -> tuple[Config, dict | None]:
+    """The config to train with and the checkpoint to resume from (None for a new run)."""
+    if args.resume:
+        checkpoint = load_latest(args.out)
+        config = config_module.from_dict(checkpoint["config"])
+    else:
+        if args.config is None:
+            raise ConfigError("--config is required for a new run")
+        if (args.out / "latest.pt").exists():
+            raise ConfigError(f"{args.out} already holds a run; add --resume or choose "
+                              "another --out")
+        checkpoint, config = None, config_module.load(args.config)
+    if args.regularize is not None:
+        config.regularize = args.regularize == "glsr"
+    if args.max_steps is not None:
+        config.train.max_steps = args.max_steps
+    if args.max_minutes is not None:
+        config.train.max_minutes = args.max_minutes
+    return config, checkpoint
+
+
+def run_training(args: argparse.Namespace) -> int:
+    config, checkpoint = resolve_config(args)
+    runtime = setup_runtime(args.device)
+    if runtime.main:
+        args.out.mkdir(parents=True, exist_ok=True)
+        (args.out / "config.json").write_text(json.dumps(
+            {**config.to_dict(), "digest": config.digest()}, indent=2))
+    run = make_run(config, args.out, runtime, checkpoint)
+    if runtime.main:
+        print(f"glsr-train: {len(run.train)} train / {len(run.val)} val windows, "
+              f"{sum(p.numel() for p in run.model.parameters()) / 1e6:.2f} M parameters, "
+              f"device {runtime.device}, {runtime.world} process(es), "
+              f"GLSR {[(a.name, a.dim, round(a.mu, 3), round(a.sigma, 3)) for a in run.attributes]}"
+              f"{f', resuming at step {run.state.step}' if checkpoint else ''}", flush=True)
+    previous = signal.signal(signal.SIGTERM, raise_stop)
+    try:
+        reason = train_loop(run, config.train.max_steps, config.train.max_minutes)
+    except (KeyboardInterrupt, Stop):
+        run.checkpoint()
+        if runtime.main:
+            print(f"\nglsr-train: stopped at step {run.state.step}; continue with --resume",
+                  file=sys.stderr)
+        return EXIT_INTERRUPTED
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    if not (args.out / "best.pt").exists():
+        run.checkpoint("best.pt")  # runs shorter than the annealing still export something
+    if runtime.main:
+        print(f"glsr-train: {reason} at step {run.state.step} after "
+              f"{run.state.seconds / 60:.1f} min; run in {args.out}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        return run_training(args)
+    except (ConfigError, CheckpointError, CorpusError) as error:
+        print(f"glsr-train: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    finally:
+        if dist.is_initialized():
+            dist.destroy_process_group()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
