@@ -160,6 +160,18 @@ class Model:
         return logits_to_tokens(self.decode(z), temperature, rng)
 
 
+def offset_latent(z: np.ndarray, offsets: dict[str, float], info: ModelInfo) -> np.ndarray:
+    """(d,) z moved along regularised axes; offsets are in units of each dim's training spread."""
+    moved = np.array(z, dtype=np.float32, copy=True)
+    for name, offset in offsets.items():
+        if name not in info.axes:
+            raise ModelError(f"the model has no regularised attribute {name!r} "
+                             f"(it has: {', '.join(info.axes) or 'none'})")
+        axis = info.axes[name]
+        moved[axis.dim] += offset * float(info.latent.std[axis.dim])
+    return moved
+
+
 def logits_to_tokens(logits: np.ndarray, temperature: float = 0.0,
                      rng: np.random.Generator | None = None) -> np.ndarray:
     """logits (N, L, K) -> canonical tokens (N, L)."""

@@ -188,17 +188,18 @@ def is_canonical(tokens: np.ndarray) -> bool:
 def octave_shift_to_fit(pitches: list[int], low: int, high: int) -> int:
     """Whole octaves to add to every pitch so that the most notes fit in [low, high].
 
-    Ties go to the shift that centres the phrase best, then to the smallest shift.
+    Ties go to the smallest shift (a phrase that fits is left alone), then to the one that
+    centres the phrase best.
     """
     if not pitches:
         return 0
     centre = (low + high) / 2
     mean = sum(pitches) / len(pitches)
 
-    def score(octaves: int) -> tuple[int, float, int]:
+    def score(octaves: int) -> tuple[int, int, float]:
         shifted = [p + 12 * octaves for p in pitches]
         outside = sum(not low <= p <= high for p in shifted)
-        return outside, abs(mean + 12 * octaves - centre), abs(octaves)
+        return outside, abs(octaves), abs(mean + 12 * octaves - centre)
 
     return min(range(-10, 11), key=score)
 
@@ -263,11 +264,14 @@ def events_to_notes(
     """Pair note-ons with note-offs and quantise them to the grid.
 
     A note-on with velocity 0 is a note-off. An off without an on is ignored; a second on of
-    a sounding pitch ends the first note there. Notes still sounding at the end last until
-    the phrase end. Onsets before ``start`` are dropped; every note lasts at least one step.
+    a sounding pitch ends the first note there, and the late off of that first note (one that
+    quantises no later than the re-strike) is then ignored. Notes still sounding at the end
+    last until the phrase end. Onsets before ``start`` are dropped; every note lasts at least
+    one step.
     """
     step = grid.step_seconds(bpm)
     open_onsets: dict[int, int] = {}
+    restruck_at: dict[int, int] = {}  # pitch -> step of a re-strike still owed an off
     notes: list[Note] = []
 
     def close(pitch: int, end_step: int) -> None:
@@ -279,8 +283,12 @@ def events_to_notes(
         if event.on and event.velocity > 0:
             if event.pitch in open_onsets:
                 close(event.pitch, at)
+                restruck_at[event.pitch] = at
             if at >= 0:
                 open_onsets[event.pitch] = at
+        elif restruck_at.pop(event.pitch, None) is not None and at <= open_onsets.get(
+                event.pitch, at):
+            continue
         elif event.pitch in open_onsets:
             close(event.pitch, at)
     for pitch in list(open_onsets):

@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from glsr_live.model import FORMAT_VERSION, Model, ModelError
-from glsr_live.tokens import Grid, Vocabulary
+from glsr_live.tokens import Vocabulary
 
 from .checkpoint import CheckpointError, load_checkpoint
 from .config import ConfigError, from_dict

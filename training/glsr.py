@@ -114,7 +114,10 @@ def finite_difference_gradients(
     return torch.stack(columns, dim=1)
 
 
-GRADIENT_ESTIMATORS = {"exact": attribute_gradients, "finite_difference": finite_difference_gradients}
+GRADIENT_ESTIMATORS = {
+    "exact": attribute_gradients,
+    "finite_difference": finite_difference_gradients,
+}
 
 
 def glsr_penalty(gradients: torch.Tensor, attributes: list[RegularisedAttribute]) -> torch.Tensor:

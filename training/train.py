@@ -309,6 +309,8 @@ def train_loop(run: Run, max_steps: int, max_minutes: float) -> str:
             run.checkpoint()
         if max_minutes and state.seconds > max_minutes * 60:
             bar.close()
+            if state.step % config.train.eval_every:
+                evaluate_and_track(run, result.parts)
             run.checkpoint()
             return "time limit"
     bar.close()

@@ -1,0 +1,134 @@
+"""glsr-live bench: how fast the engine turns a knob move or a phrase into playable notes."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import sys
+import time
+from pathlib import Path
+
+import mido
+import numpy as np
+
+from .clock import InternalClock
+from .engine import Engine
+from .knobs import Knob, Options, Preset
+from .model import Model
+
+BENCH_BPM = 120.0
+
+
+def bench_preset(model: Model) -> Preset:
+    """One knob per regularised attribute on CC 20, 21, ..."""
+    knobs = tuple(Knob(20 + i, name) for i, name in enumerate(model.info.axes))
+    return Preset(Options(soft_takeover=False), knobs)
+
+
+def percentiles_ms(seconds: list[float]) -> dict[str, float]:
+    if not seconds:
+        return {"p50_ms": 0.0, "p99_ms": 0.0, "max_ms": 0.0, "count": 0}
+    values = np.asarray(seconds) * 1000
+    return {"p50_ms": round(float(np.percentile(values, 50)), 3),
+            "p99_ms": round(float(np.percentile(values, 99)), 3),
+            "max_ms": round(float(values.max()), 3), "count": int(len(values))}
+
+
+def rss_mib() -> float:
+    """Resident memory now (Linux), else the peak the OS reports."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / (1024 * 1024 if sys.platform == "darwin" else 1024)
+
+
+def play_phrase(engine: Engine, start: float, rng: np.random.Generator) -> None:
+    """Feed one random monophonic phrase of L steps, starting at clock time ``start``."""
+    info = engine.info
+    step = engine.clock.step_seconds
+    onsets = np.sort(rng.choice(info.grid.seq_len, size=rng.integers(4, 12), replace=False))
+    ends = list(onsets[1:]) + [info.grid.seq_len]
+    for onset, end in zip(onsets, ends, strict=True):
+        pitch = int(rng.integers(info.vocab.low, info.vocab.high + 1))
+        engine.handle(mido.Message("note_on", note=pitch, velocity=90), start + onset * step)
+        engine.handle(mido.Message("note_off", note=pitch), start + end * step - 1e-4)
+
+
+def phrase_to_first_note(engine: Engine, boundary_time: float) -> float:
+    """Seconds the engine needs at a phrase boundary: capture, encode, decode, first note."""
+    started = time.perf_counter()
+    engine.tick(boundary_time)
+    return time.perf_counter() - started
+
+
+def knob_latency(engine: Engine, knob: Knob, value: int, now: float) -> float:
+    started = time.perf_counter()
+    engine.handle(mido.Message("control_change", control=knob.cc, value=value), now)
+    return time.perf_counter() - started
+
+
+def run_burst(model: Model, events: int, seed: int = 0) -> dict:
+    """Latency of ``events`` knob moves and of a few phrase boundaries."""
+    rng = np.random.default_rng(seed)
+    engine = Engine(model, bench_preset(model), InternalClock(BENCH_BPM), rng)
+    phrase_seconds = engine.clock.step_seconds * model.info.grid.seq_len
+    phrase_times = []
+    for index in range(20):
+        play_phrase(engine, index * phrase_seconds, rng)
+        phrase_times.append(phrase_to_first_note(engine, (index + 1) * phrase_seconds))
+    knobs = engine.preset.knobs
+    now = 21 * phrase_seconds
+    knob_times = [knob_latency(engine, knobs[i % len(knobs)], int(rng.integers(0, 128)), now)
+                  for i in range(events)]
+    return {"model": str(model.directory), "provider": model.provider,
+            "knob_to_variation": percentiles_ms(knob_times),
+            "phrase_end_to_first_note": percentiles_ms(phrase_times)}
+
+
+def run_soak(model: Model, seconds: float, seed: int = 0) -> list[dict]:
+    """Phrases and a CC change every simulated millisecond for ``seconds`` of wall time."""
+    rng = np.random.default_rng(seed)
+    engine = Engine(model, bench_preset(model), InternalClock(BENCH_BPM), rng)
+    phrase_seconds = engine.clock.step_seconds * model.info.grid.seq_len
+    knobs, minutes, latencies = engine.preset.knobs, [], []
+    started = minute_start = time.perf_counter()
+    simulated, next_phrase = 0.0, 0.0
+    while time.perf_counter() - started < seconds:
+        if simulated >= next_phrase:
+            play_phrase(engine, next_phrase, rng)
+            next_phrase += phrase_seconds
+        knob = knobs[int(rng.integers(len(knobs)))]
+        latencies.append(knob_latency(engine, knob, int(rng.integers(0, 128)), simulated))
+        engine.tick(simulated)
+        simulated += 0.001
+        if time.perf_counter() - minute_start >= 60 or time.perf_counter() - started >= seconds:
+            minutes.append({"minute": len(minutes) + 1, "rss_mib": round(rss_mib(), 1),
+                            **percentiles_ms(latencies)})
+            print(json.dumps(minutes[-1]), file=sys.stderr, flush=True)
+            latencies, minute_start = [], time.perf_counter()
+    engine.stop()
+    return minutes
+
+
+def run_bench(args: argparse.Namespace, model_dir: Path) -> int:
+    model = Model(model_dir)
+    result = run_burst(model, args.events)
+    if args.soak > 0:
+        result["soak"] = run_soak(model, args.soak)
+    if args.json:
+        print(json.dumps(result))
+        return 0
+    for name in ("knob_to_variation", "phrase_end_to_first_note"):
+        stats = result[name]
+        print(f"{name:25s} p50 {stats['p50_ms']:.3f} ms  p99 {stats['p99_ms']:.3f} ms  "
+              f"max {stats['max_ms']:.3f} ms  ({stats['count']} events)")
+    for minute in result.get("soak", []):
+        print(f"soak minute {minute['minute']:3d}: p50 {minute['p50_ms']:.3f} ms  p99 "
+              f"{minute['p99_ms']:.3f} ms  RSS {minute['rss_mib']:.1f} MiB")
+    print(f"model {model.directory} on {model.provider}")
+    return 0

@@ -1,0 +1,176 @@
+"""glsr-live: run | ports | learn | render | bench."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+from .midifile import MidiFileError
+from .model import ModelError
+
+EXIT_USAGE = 2
+EXIT_FAILURE = 1
+PRESETS_ENV = "GLSR_LIVE_PRESETS"
+
+
+def presets_dir() -> Path:
+    """presets/ of the checkout this package runs from, or $GLSR_LIVE_PRESETS."""
+    return Path(os.environ.get(PRESETS_ENV, Path(__file__).resolve().parent.parent / "presets"))
+
+
+def default_model() -> Path:
+    return presets_dir() / "models" / "bach-soprano"
+
+
+def default_preset() -> Path:
+    return presets_dir() / "knobs" / "default.toml"
+
+
+# ---------------------------------------------------------------- arguments
+
+
+def add_api(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--api", default="auto",
+                        choices=["auto", "alsa", "jack", "coremidi", "winmm"],
+                        help="MIDI system (auto: ALSA on Linux, CoreMIDI on macOS, WinMM)")
+
+
+def add_model(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", type=Path, default=None,
+                        help="model directory (default: the shipped bach-soprano)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="glsr-live", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    run = commands.add_parser("run", help="the live instrument")
+    add_model(run)
+    add_api(run)
+    run.add_argument("--preset", type=Path, default=None, help="knob preset TOML")
+    run.add_argument("--in", dest="inport", help="input port (partial name) instead of virtual")
+    run.add_argument("--out", dest="outport", help="output port (partial name)")
+    run.add_argument("--virtual-in", default="glsr-live in", help="name of the virtual input")
+    run.add_argument("--virtual-out", default="glsr-live out", help="name of the virtual output")
+    run.add_argument("--bpm", type=float, default=120.0, help="internal clock tempo")
+    run.add_argument("--clock", choices=["internal", "midi"], default="internal")
+    run.add_argument("--channel", type=int, help="output channel 1-16 (overrides the preset)")
+    run.add_argument("--quiet", action="store_true", help="no status line")
+
+    ports = commands.add_parser("ports", help="list MIDI ports of every available API")
+    ports.add_argument("--api", default=None, choices=["alsa", "jack", "coremidi", "winmm"])
+    ports.add_argument("--json", action="store_true")
+
+    learn = commands.add_parser("learn", help="map knobs by moving them")
+    add_model(learn)
+    add_api(learn)
+    learn.add_argument("--preset", type=Path, required=True, help="preset TOML to write")
+    learn.add_argument("--in", dest="inport", help="input port (partial name)")
+
+    render = commands.add_parser("render", help="variations of a MIDI file, offline")
+    render.add_argument("input", type=Path, help="MIDI file; its first two bars are the phrase")
+    render.add_argument("-o", "--output", type=Path, required=True, help="MIDI file to write")
+    add_model(render)
+    render.add_argument("--knob", action="append", default=[], metavar="NAME=VALUE")
+    render.add_argument("--sweep", action="append", default=[], metavar="NAME=FROM:TO:STEPS")
+    render.add_argument("--png", type=Path, help="piano roll to write")
+    render.add_argument("--bpm", type=float, default=120.0)
+    render.add_argument("--temperature", type=float, default=0.0)
+
+    bench = commands.add_parser("bench", help="latency of the engine on this machine")
+    add_model(bench)
+    bench.add_argument("--events", type=int, default=2000, help="knob moves to time")
+    bench.add_argument("--soak", type=float, default=0.0, metavar="SECONDS",
+                       help="run phrases and 1 kHz CC changes this long, report per minute")
+    bench.add_argument("--json", action="store_true")
+    return parser
+
+
+# ---------------------------------------------------------------- commands
+
+
+def cmd_ports(args: argparse.Namespace) -> int:
+    from .ports import compiled_apis, list_ports
+
+    listing = list_ports([args.api] if args.api else compiled_apis())
+    if args.json:
+        print(json.dumps(listing))
+        return 0
+    for api, ports in listing.items():
+        if "error" in ports:
+            print(f"{api}: {ports['error']}")
+            continue
+        print(f"{api} inputs:  " + (", ".join(ports["inputs"]) or "none"))
+        print(f"{api} outputs: " + (", ".join(ports["outputs"]) or "none"))
+    return 0
+
+
+def cmd_render(args: argparse.Namespace) -> int:
+    from .model import Model
+    from .render import parse_knob_setting, parse_sweep, render
+
+    knobs = [parse_knob_setting(k) for k in args.knob]
+    sweeps = [parse_sweep(s) for s in args.sweep]
+    model = Model(args.model or default_model())
+    summary = render(args.input, args.output, model, knobs, sweeps, args.png, args.bpm,
+                     args.temperature)
+    for index, item in enumerate(summary):
+        label = "input" if index == 0 else ", ".join(
+            f"{k}={v:+.2f}" for k, v in item["offsets"].items()) or "reconstruction"
+        print(f"bars {2 * index + 1}-{2 * index + 2}: {label}: {item['notes']} notes")
+    print(f"wrote {args.output}" + (f" and {args.png}" if args.png else ""))
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from .live import run_live
+
+    return run_live(args, args.model or default_model(), args.preset or default_preset())
+
+
+def cmd_learn(args: argparse.Namespace) -> int:
+    from .live import run_learn
+
+    return run_learn(args, args.model or default_model())
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from .bench import run_bench
+
+    return run_bench(args, args.model or default_model())
+
+
+COMMANDS = {"run": cmd_run, "ports": cmd_ports, "learn": cmd_learn, "render": cmd_render,
+            "bench": cmd_bench}
+
+
+def user_errors() -> tuple[type[Exception], ...]:
+    from .knobs import PresetError
+    from .ports import PortError
+    from .render import RenderError
+
+    return (ModelError, MidiFileError, PresetError, PortError, RenderError, ValueError, OSError)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except KeyboardInterrupt:
+        return 130
+    except user_errors() as error:
+        print(f"glsr-live {args.command}: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    except Exception as error:  # a bug: one line, the traceback only when asked for
+        if os.environ.get("GLSR_LIVE_DEBUG"):
+            raise
+        print(f"glsr-live {args.command}: internal error: {type(error).__name__}: {error} "
+              "(set GLSR_LIVE_DEBUG=1 for details)", file=sys.stderr)
+        return EXIT_FAILURE
+
+
+if __name__ == "__main__":
+    sys.exit(main())

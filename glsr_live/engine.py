@@ -1,0 +1,242 @@
+"""The instrument's logic: capture -> model -> knobs -> player, with no I/O of its own.
+
+The caller feeds incoming messages to ``handle(message, now)`` and calls ``tick(now)`` often
+(every millisecond or so); both return the MIDI messages to send now. Time is passed in, so
+tests drive it without sleeping.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import mido
+import numpy as np
+
+from .capture import Capture, Phrase
+from .clock import InternalClock, MidiClock
+from .knobs import BUTTONS, Knob, KnobState, Preset
+from .model import ModelInfo, offset_latent
+from .player import Player, Variation, all_notes_off
+
+CLOCK_MESSAGES = {"clock", "start", "stop", "continue", "songpos"}
+
+
+class ModelLike(Protocol):
+    info: ModelInfo
+
+    def encode(self, tokens: np.ndarray) -> tuple[np.ndarray, np.ndarray]: ...
+
+    def decode_tokens(self, z: np.ndarray, temperature: float = 0.0,
+                      rng: np.random.Generator | None = None) -> np.ndarray: ...
+
+
+@dataclass
+class Timings:
+    """Seconds spent turning a change into a ready variation (for the status line and bench)."""
+
+    decode: list[float] = field(default_factory=list)
+    phrase: list[float] = field(default_factory=list)
+
+    def add(self, bucket: list[float], seconds: float) -> None:
+        bucket.append(seconds)
+        if len(bucket) > 10000:
+            del bucket[:5000]
+
+
+class Engine:
+    def __init__(self, model: ModelLike, preset: Preset, clock: InternalClock | MidiClock,
+                 rng: np.random.Generator | None = None):
+        self.model, self.preset, self.clock = model, preset, clock
+        self.info = model.info
+        self.seq_len = self.info.grid.seq_len
+        self.rng = rng or np.random.default_rng()
+        self.capture = Capture(self.info.vocab, self.seq_len)
+        self.knobs = KnobState(preset)
+        self.player = Player(channel=preset.options.channel - 1)
+        self.echo = Player(channel=preset.options.passthrough_channel - 1)
+        self.prior_z = self.rng.standard_normal(self.info.latent_dim).astype(np.float32)
+        self.phrase: Phrase | None = None
+        self.phrase_z: np.ndarray | None = None  # (d,) posterior mean of the phrase
+        self.variation: Variation | None = None
+        self.pending: Variation | None = None
+        self.pending_from: int | None = None  # play the pending variation from this step
+        self.origin = 0  # the step where the loop's step 0 falls
+        self.next_step: int | None = None
+        self.frozen = False
+        self.buttons: dict[str, bool] = {}
+        self.timings = Timings()
+
+    # ------------------------------------------------------------ input
+
+    def handle(self, message: mido.Message, now: float) -> list[mido.Message]:
+        """React to one incoming message; returns messages to send now."""
+        if message.type in CLOCK_MESSAGES:
+            return self._clock_message(message, now)
+        if not hasattr(message, "channel") or not self._listening(message.channel):
+            return []
+        if message.type == "note_on" and message.velocity > 0:
+            return self._note_on(message, now)
+        if message.type in ("note_on", "note_off"):
+            return self._note_off(message, now)
+        if message.type == "control_change":
+            knob = self.preset.find(message.control, message.channel + 1)
+            if knob is not None:
+                self._knob(knob, message.value, now)
+        return []
+
+    def _listening(self, channel: int) -> bool:
+        wanted = self.preset.options.input_channels
+        return not wanted or channel + 1 in wanted
+
+    def _position(self, now: float) -> float:
+        if not self.clock.running and isinstance(self.clock, InternalClock):
+            self.clock.start(now)  # the internal bar grid starts at the first note played
+        position = self.clock.position(now)
+        return 0.0 if position is None else position
+
+    def _note_on(self, message: mido.Message, now: float) -> list[mido.Message]:
+        self.capture.note_on(message.note, message.velocity, self._position(now))
+        if not self.preset.options.passthrough:
+            return []
+        return [self.echo.note_on(message.note, velocity=message.velocity)]
+
+    def _note_off(self, message: mido.Message, now: float) -> list[mido.Message]:
+        self.capture.note_off(message.note, self._position(now))
+        if self.preset.options.passthrough and (self.echo.channel, message.note) in \
+                self.echo.open_notes:
+            return [self.echo.note_off(message.note)]
+        return []
+
+    def _clock_message(self, message: mido.Message, now: float) -> list[mido.Message]:
+        event = self.clock.handle(message, now)
+        if event == "start":
+            self.next_step, self.origin = None, 0
+        elif event in ("continue", "seek"):
+            self.next_step = None
+        elif event == "stop":
+            self.next_step = None
+            return self.player.panic() + self.echo.panic()
+        return []
+
+    def _knob(self, knob: Knob, value: int, now: float) -> None:
+        if knob.target in BUTTONS:
+            pressed, was = value >= 64, self.buttons.get(knob.target, False)
+            self.buttons[knob.target] = pressed
+            if pressed != was:
+                self._button(knob.target, pressed, now)
+            return
+        if self.knobs.move(knob, value) and not self.frozen:
+            self._refresh(now)
+
+    def _button(self, target: str, pressed: bool, now: float) -> None:
+        if target == "freeze":
+            self.frozen = pressed
+            if not pressed:
+                self._refresh(now)
+        elif target == "reseed" and pressed:
+            self.prior_z = self.rng.standard_normal(self.info.latent_dim).astype(np.float32)
+            self._refresh(now)
+        elif target == "capture" and pressed and not self.frozen:
+            self._capture_last_bars(now)
+
+    # ------------------------------------------------------------ model
+
+    def latent(self) -> np.ndarray | None:
+        """(d,) z of the phrase moved by the knobs, blended towards the prior sample."""
+        if self.phrase_z is None:
+            return None
+        z = offset_latent(self.phrase_z, self.knobs.offsets(), self.info)
+        blend = self.knobs.value_of("prior") or 0.0
+        return (1.0 - blend) * z + blend * self.prior_z
+
+    def _decode(self) -> Variation | None:
+        z = self.latent()
+        if z is None:
+            return None
+        temperature = self.knobs.value_of("temperature") or 0.0
+        tokens = self.model.decode_tokens(z[None], temperature, self.rng)[0]
+        return Variation.from_tokens(tokens, self.info.vocab, -12 * self.phrase.octave_shift)
+
+    def _refresh(self, now: float) -> None:
+        """Re-decode after a knob move; the swap waits for the next step or bar."""
+        started = time.perf_counter()
+        variation = self._decode()
+        self.timings.add(self.timings.decode, time.perf_counter() - started)
+        if variation is not None:
+            self.pending, self.pending_from = variation, None
+
+    def set_phrase(self, phrase: Phrase, start_step: int) -> None:
+        """Encode a new phrase and play its variation from ``start_step``."""
+        started = time.perf_counter()
+        mu, _ = self.model.encode(phrase.tokens[None])
+        self.phrase, self.phrase_z = phrase, mu[0].astype(np.float32)
+        self.player.velocity = max(1, min(127, phrase.velocity))
+        self.pending, self.pending_from = self._decode(), start_step
+        self.timings.add(self.timings.phrase, time.perf_counter() - started)
+
+    def _capture_last_bars(self, now: float) -> None:
+        """The trigger CC: the last L steps up to the current bar line, from the next bar."""
+        position = self._position(now)
+        bar = self.info.grid.steps_per_bar
+        bar_line = math.floor(position / bar + 0.5) * bar  # a press just before a bar counts
+        phrase = self.capture.take(bar_line - self.seq_len)
+        if phrase is not None:
+            self.set_phrase(phrase, bar_line if bar_line > position else bar_line + bar)
+
+    # ------------------------------------------------------------ time
+
+    def tick(self, now: float) -> list[mido.Message]:
+        """Play every grid step that has come due; returns messages to send now."""
+        position = self.clock.position(now)
+        if position is None:
+            return []
+        current = math.floor(position + 1e-9)
+        if self.next_step is None or current - self.next_step > 2:
+            self.next_step = current  # (re)start or recover from a stall without a burst
+        messages = []
+        while self.next_step <= current:
+            messages += self._step(self.next_step)
+            self.next_step += 1
+        return messages
+
+    def _step(self, step: int) -> list[mido.Message]:
+        if step % self.seq_len == 0 and step > 0 and self.preset.options.auto_capture:
+            self._phrase_boundary(step)
+        self._maybe_swap(step)
+        return self.player.play_step(self.variation, step - self.origin)
+
+    def _phrase_boundary(self, step: int) -> None:
+        if not self.frozen:
+            phrase = self.capture.take(step - self.seq_len)
+            if phrase is not None:
+                self.set_phrase(phrase, step)
+        self.capture.forget_before(step - 2 * self.seq_len)
+
+    def _maybe_swap(self, step: int) -> None:
+        if self.pending is None:
+            return
+        if self.pending_from is not None:  # a new phrase: starts its loop at a bar line
+            if step < self.pending_from:
+                return
+            self.origin = self.pending_from
+        elif self.preset.options.apply_at == "bar" and step % self.info.grid.steps_per_bar:
+            return
+        self.variation, self.pending, self.pending_from = self.pending, None, None
+
+    # ------------------------------------------------------------ shutdown
+
+    def stop(self) -> list[mido.Message]:
+        """Close every note this engine opened, then All Notes Off on its channels."""
+        messages = self.player.panic() + self.echo.panic()
+        channels = {c - 1 for c in self.preset.output_channels()}
+        return messages + all_notes_off(channels)
+
+    def start_messages(self) -> list[mido.Message]:
+        """All Notes Off on the output channels, so an earlier crash leaves nothing hanging."""
+        return all_notes_off({c - 1 for c in self.preset.output_channels()})
+
+    def open_notes(self) -> set[tuple[int, int]]:
+        return self.player.open_notes | self.echo.open_notes

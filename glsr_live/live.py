@@ -1,0 +1,124 @@
+"""The live commands: ``run`` (the daemon) and ``learn`` (map knobs by moving them)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+from .clock import InternalClock, MidiClock
+from .daemon import Daemon, install_signal_handlers
+from .engine import Engine
+from .knobs import BUTTONS, CONTROLS, Knob, Preset, PresetError, dump_preset, load_preset
+from .model import Model
+from .ports import PortRequest, backend_for, open_port
+
+EXIT_OK = 0
+EXIT_ENGINE_ERROR = 1
+
+
+def status_printer(stream=sys.stderr):
+    def show(line: str) -> None:
+        stream.write("\r" + line[:160].ljust(160))
+        stream.flush()
+    return show
+
+
+def make_engine(model: Model, preset: Preset, clock_kind: str, bpm: float) -> Engine:
+    grid = model.info.grid
+    clock = (MidiClock(grid.steps_per_beat) if clock_kind == "midi"
+             else InternalClock(bpm, grid.steps_per_beat))
+    return Engine(model, preset, clock)
+
+
+def with_channel(preset: Preset, channel: int | None) -> Preset:
+    if channel is None:
+        return preset
+    if not 1 <= channel <= 16:
+        raise PresetError(f"--channel must be 1..16, got {channel}")
+    return replace(preset, options=replace(preset.options, channel=channel))
+
+
+def run_live(args: argparse.Namespace, model_dir: Path, preset_path: Path) -> int:
+    """Open model, preset and ports, then play until SIGINT/SIGTERM; notes always closed."""
+    model = Model(model_dir)
+    preset = with_channel(load_preset(preset_path, set(model.info.axes)), args.channel)
+    try:
+        engine = make_engine(model, preset, args.clock, args.bpm)
+    except ValueError as error:
+        raise PresetError(str(error)) from None
+    backend = backend_for(args.api)
+    inport = open_port(backend, PortRequest("input", args.inport, args.virtual_in), args.api)
+    try:
+        outport = open_port(backend, PortRequest("output", args.outport, args.virtual_out),
+                            args.api)
+    except BaseException:
+        inport.close()
+        raise
+    daemon = Daemon(engine, inport, outport,
+                    show_status=None if args.quiet else status_printer())
+    install_signal_handlers(daemon)
+    print(f"glsr-live: model {model_dir.name} on {model.provider}, in '{inport.name}', "
+          f"out '{outport.name}' channel {preset.options.channel}, "
+          f"{'MIDI clock' if args.clock == 'midi' else f'{args.bpm:g} BPM'}; Ctrl-C stops",
+          file=sys.stderr, flush=True)
+    try:
+        daemon.run()
+    except Exception as error:  # notes are already closed by run(); report in one line
+        print(f"\nglsr-live run: engine error: {type(error).__name__}: {error}; all notes "
+              "were closed", file=sys.stderr)
+        return EXIT_ENGINE_ERROR
+    finally:
+        time.sleep(0.01)  # let the last note-offs leave before the port goes away
+        inport.close()
+        outport.close()
+    if not args.quiet:
+        print(file=sys.stderr)
+    return EXIT_OK
+
+
+# ---------------------------------------------------------------- learn
+
+
+def ask_target(knob_cc: int, channel: int, targets: list[str], ask=input) -> str | None:
+    options = "/".join(targets)
+    while True:
+        answer = ask(f"CC {knob_cc} (channel {channel}) -> target [{options}/skip]: ").strip()
+        if answer in ("", "skip"):
+            return None
+        if answer in targets:
+            return answer
+        print(f"  '{answer}' is not one of {options}")
+
+
+def run_learn(args: argparse.Namespace, model_dir: Path) -> int:
+    """Move a knob, name its target, repeat; Ctrl-C (or 'done') writes the preset."""
+    info = Model(model_dir).info
+    targets = list(info.axes) + list(CONTROLS)
+    existing = (load_preset(args.preset, set(info.axes)) if args.preset.exists() else Preset())
+    knobs = {(k.cc, k.channel): k for k in existing.knobs}
+    backend = backend_for(args.api)
+    inport = open_port(backend, PortRequest("input", args.inport, "glsr-live learn"), args.api)
+    print("move a knob or press a button; Ctrl-C when done", file=sys.stderr)
+    try:
+        for message in inport:
+            if message.type != "control_change":
+                continue
+            for _ in inport.iter_pending():  # a knob sends a burst: keep only its first CC
+                pass
+            target = ask_target(message.control, message.channel + 1, targets)
+            if target is not None:
+                default = 0 if target in BUTTONS or target in ("temperature", "prior") else 64
+                bounds = {"temperature": (0.0, 1.5), "prior": (0.0, 1.0)}.get(target, (-3., 3.))
+                knobs[(message.control, message.channel + 1)] = Knob(
+                    message.control, target, message.channel + 1, *bounds, default=default)
+    except (KeyboardInterrupt, EOFError):
+        pass
+    finally:
+        inport.close()
+    preset = Preset(existing.options, tuple(knobs.values()))
+    args.preset.write_text(dump_preset(preset))
+    print(f"\nwrote {len(preset.knobs)} knob(s) to {args.preset}", file=sys.stderr)
+    return EXIT_OK

@@ -1,0 +1,117 @@
+"""Opening MIDI ports through mido's rtmidi backend: ALSA, JACK, CoreMIDI or WinMM.
+
+Every failure a user can cause (no MIDI system, an unknown or ambiguous port name, virtual
+ports on Windows) is a ``PortError`` with one line that says what to do.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+
+import mido
+
+API_NAMES = {"alsa": "LINUX_ALSA", "jack": "UNIX_JACK", "coremidi": "MACOSX_CORE",
+             "winmm": "WINDOWS_MM"}
+CLIENT_NAME = "glsr-live"
+
+
+class PortError(RuntimeError):
+    """A port problem the user can fix; the message is one line."""
+
+
+def compiled_apis() -> list[str]:
+    """Our names of the APIs python-rtmidi was built with, in the order it prefers them."""
+    import mido.backends.rtmidi as backend
+
+    by_rtmidi = {v: k for k, v in API_NAMES.items()}
+    return [by_rtmidi[name] for name in backend.get_api_names() if name in by_rtmidi]
+
+
+def default_api() -> str:
+    if sys.platform == "darwin":
+        return "coremidi"
+    if sys.platform.startswith("win"):
+        return "winmm"
+    return "alsa"
+
+
+def backend_for(api: str) -> mido.Backend:
+    """The mido backend for ``api`` ('auto' = the platform's usual system)."""
+    name = default_api() if api == "auto" else api
+    if name not in API_NAMES:
+        raise PortError(f"unknown MIDI API {api!r}; choose one of auto, {', '.join(API_NAMES)}")
+    if name not in compiled_apis():
+        raise PortError(f"MIDI API {name!r} is not available here "
+                        f"(available: {', '.join(compiled_apis()) or 'none'})")
+    return mido.Backend(f"mido.backends.rtmidi/{API_NAMES[name]}", load=True)
+
+
+def _names(backend: mido.Backend, kind: str, api: str) -> list[str]:
+    try:
+        return list(backend.get_input_names() if kind == "input" else backend.get_output_names())
+    except Exception as error:  # rtmidi raises SystemError/RtMidiError without a MIDI system
+        raise PortError(no_system_message(api, error)) from None
+
+
+def no_system_message(api: str, error: Exception) -> str:
+    hint = {"alsa": "is the ALSA sequencer loaded (/dev/snd/seq)? or try --api jack",
+            "jack": "is a JACK server running?"}.get(api, "is a MIDI system available?")
+    return f"cannot reach the MIDI system ({api}): {str(error).strip() or type(error).__name__}" \
+           f"; {hint}"
+
+
+def match_port(query: str, names: list[str], kind: str) -> str:
+    """The one port whose name equals or contains ``query`` (case-insensitive)."""
+    if query in names:
+        return query
+    found = [n for n in names if query.lower() in n.lower()]
+    if len(found) == 1:
+        return found[0]
+    listing = ", ".join(repr(n) for n in names) or "none"
+    if not found:
+        raise PortError(f"no MIDI {kind} port matches {query!r}; {kind} ports: {listing}")
+    raise PortError(f"{query!r} matches several MIDI {kind} ports: "
+                    f"{', '.join(repr(n) for n in found)}; give more of the name")
+
+
+@dataclass(frozen=True)
+class PortRequest:
+    """What to open: a port by (partial) name, or a virtual port of ours."""
+
+    kind: str  # "input" or "output"
+    name: str | None = None
+    virtual: str | None = None
+
+
+def open_port(backend: mido.Backend, request: PortRequest, api: str):
+    """Open an existing port by partial name, or create a virtual one."""
+    resolved = default_api() if api == "auto" else api
+    try:
+        if request.name is not None:
+            name = match_port(request.name, _names(backend, request.kind, resolved),
+                              request.kind)
+            opener = backend.open_input if request.kind == "input" else backend.open_output
+            return opener(name)  # mido makes any port with a client_name virtual
+        if resolved == "winmm":
+            raise PortError("Windows cannot create virtual MIDI ports: create a loopMIDI port "
+                            f"and pass it with --{'in' if request.kind == 'input' else 'out'}")
+        opener = backend.open_input if request.kind == "input" else backend.open_output
+        return opener(request.virtual, virtual=True, client_name=CLIENT_NAME)
+    except PortError:
+        raise
+    except Exception as error:  # rtmidi errors when the system is missing or refuses
+        raise PortError(no_system_message(resolved, error)) from None
+
+
+def list_ports(apis: list[str]) -> dict[str, dict[str, list[str] | str]]:
+    """Input and output port names per API; an unreachable API reports its error line."""
+    listing: dict[str, dict[str, list[str] | str]] = {}
+    for api in apis:
+        try:
+            backend = backend_for(api)
+            listing[api] = {"inputs": _names(backend, "input", api),
+                            "outputs": _names(backend, "output", api)}
+        except PortError as error:
+            listing[api] = {"error": str(error)}
+    return listing

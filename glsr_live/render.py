@@ -1,0 +1,102 @@
+"""glsr-live render: the offline twin of the daemon, MIDI file in, variations out."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .midifile import beat_notes_to_grid, read_notes, write_notes
+from .model import Model, ModelError, offset_latent
+from .pianoroll import write_roll
+from .tokens import Note, fit_notes, notes_to_tokens, tokens_to_notes, unfold_notes
+
+
+class RenderError(ValueError):
+    """A render request the user must fix; one line."""
+
+
+@dataclass(frozen=True)
+class Sweep:
+    name: str
+    start: float
+    stop: float
+    steps: int
+
+    def values(self) -> list[float]:
+        return np.linspace(self.start, self.stop, self.steps).tolist()
+
+
+def parse_knob_setting(text: str) -> tuple[str, float]:
+    name, sep, value = text.partition("=")
+    try:
+        if not sep:
+            raise ValueError
+        return name.strip(), float(value)
+    except ValueError:
+        raise RenderError(f"--knob wants NAME=VALUE, e.g. notes=1.5; got {text!r}") from None
+
+
+def parse_sweep(text: str) -> Sweep:
+    name, sep, spec = text.partition("=")
+    parts = spec.split(":")
+    try:
+        if not sep or len(parts) != 3:
+            raise ValueError
+        sweep = Sweep(name.strip(), float(parts[0]), float(parts[1]), int(parts[2]))
+    except ValueError:
+        raise RenderError(f"--sweep wants NAME=FROM:TO:STEPS, e.g. notes=-2:2:5; got {text!r}"
+                          ) from None
+    if not 1 <= sweep.steps <= 256:
+        raise RenderError("--sweep STEPS must be 1..256")
+    return sweep
+
+
+def phrase_of_file(path: Path, model: Model, track: str | None = None
+                   ) -> tuple[np.ndarray, int]:
+    """Tokens of the first L steps of a MIDI file (monophonic, octave-fitted) and the shift."""
+    grid = model.info.grid
+    notes = [n for n in beat_notes_to_grid(read_notes(path, track), grid)
+             if n.onset < grid.seq_len]
+    if not notes:
+        raise RenderError(f"{path}: no notes in its first {grid.seq_len} steps")
+    fitted, shift = fit_notes(notes, model.info.vocab)
+    return notes_to_tokens(fitted, model.info.vocab, grid.seq_len), shift
+
+
+def settings_list(knobs: list[tuple[str, float]], sweeps: list[Sweep]) -> list[dict[str, float]]:
+    """One dict of offsets per variation: the fixed knobs, then every point of each sweep."""
+    base = dict(knobs)
+    if not sweeps:
+        return [base] if base else [{}]
+    out = []
+    for sweep in sweeps:
+        out += [{**base, sweep.name: value} for value in sweep.values()]
+    return out
+
+
+def render(path: Path, out: Path, model: Model, knobs: list[tuple[str, float]],
+           sweeps: list[Sweep], png: Path | None = None, bpm: float = 120.0,
+           temperature: float = 0.0, seed: int = 0) -> list[dict]:
+    """Write OUT.mid (input phrase, then each variation, L steps each); returns a summary."""
+    info = model.info
+    tokens, shift = phrase_of_file(path, model)
+    mu, _ = model.encode(tokens[None])
+    settings = settings_list(knobs, sweeps)
+    try:
+        z = np.stack([offset_latent(mu[0], offsets, info) for offsets in settings])
+    except ModelError as error:
+        raise RenderError(str(error)) from None
+    variations = model.decode_tokens(z, temperature, np.random.default_rng(seed))
+    segments = [unfold_notes(tokens_to_notes(t, info.vocab), shift)
+                for t in [tokens, *variations]]
+    length = info.grid.seq_len
+    timeline = [Note(n.onset + i * length, n.length, n.pitch)
+                for i, notes in enumerate(segments) for n in notes]
+    write_notes(out, timeline, info.grid, bpm)
+    if png is not None:
+        write_roll(png, segments, length, info.grid.steps_per_beat, info.grid.beats_per_bar)
+    return [{"offsets": {}, "notes": len(segments[0])}] + [
+        {"offsets": offsets, "notes": len(notes)}
+        for offsets, notes in zip(settings, segments[1:], strict=True)]
