@@ -1,4 +1,4 @@
-"""The realtime loop: ports in, engine, ports out. One thread, one stop Event, notes always closed."""
+"""The realtime loop: ports in, engine, ports out; one stop Event, notes always closed."""
 
 from __future__ import annotations
 
