@@ -134,6 +134,12 @@ def _glsr(values: dict) -> GLSRConfig:
         config.attributes = [_build(AttributeConfig, a, "glsr.attributes") for a in attributes]
     if config.gradient not in ("exact", "finite_difference"):
         raise ConfigError("[glsr] gradient must be 'exact' or 'finite_difference'")
+    from .glsr import EXPECTATIONS
+
+    for attribute in config.attributes:
+        if attribute.name not in EXPECTATIONS:
+            raise ConfigError(f"[glsr] no differentiable expectation for attribute "
+                              f"{attribute.name!r}; known: {', '.join(EXPECTATIONS)}")
     dims = [a.dim for a in config.attributes]
     if len(set(dims)) != len(dims):
         raise ConfigError("[glsr] two attributes share one latent dim")

@@ -162,7 +162,8 @@ def load_folder(
     if not files:
         raise CorpusError(f"{path}: no MIDI or MusicXML files found")
     result = CorpusResult()
-    for file in tqdm(files, desc="reading files", unit="file", disable=not progress):
+    quiet = not progress or len(files) < 20  # a bar for a handful of files is noise
+    for file in tqdm(files, desc="reading files", unit="file", disable=quiet):
         try:
             line = notes_to_line(file_notes(file, grid, track))
         except (MidiFileError, CorpusError) as error:

@@ -81,9 +81,10 @@ def attribute_gradients(
         z = z.requires_grad_(True)
     probs = torch.softmax(decode(z), dim=-1)  # (B, L, K)
     columns = []
-    for attribute in attributes:
+    for index, attribute in enumerate(attributes):
         g = EXPECTATIONS[attribute.name](probs, pitches)  # (B,)
-        (grad,) = torch.autograd.grad(g.sum(), z, create_graph=create_graph)
+        keep = create_graph or index < len(attributes) - 1
+        (grad,) = torch.autograd.grad(g.sum(), z, create_graph=create_graph, retain_graph=keep)
         columns.append(grad[:, attribute.dim])
     return torch.stack(columns, dim=1)
 

@@ -256,10 +256,15 @@ class Run:
     optimizer: torch.optim.Optimizer
     attributes: list[RegularisedAttribute]
     state: State
+    saved_step: int = -1
 
     def checkpoint(self, name: str = "latest.pt") -> None:
-        if self.runtime.main:
-            save_checkpoint(self.out, name, self.payload())
+        """Save on rank 0; saving latest.pt twice at one step would make previous.pt a copy."""
+        if not self.runtime.main or (name == "latest.pt" and self.saved_step == self.state.step):
+            return
+        save_checkpoint(self.out, name, self.payload())
+        if name == "latest.pt":
+            self.saved_step = self.state.step
 
     def payload(self) -> dict:
         return {
@@ -434,6 +439,15 @@ def resolve_config(args: argparse.Namespace) -> tuple[Config, dict | None]:
     return config, checkpoint
 
 
+def forget_metrics_after(path: Path, step: int) -> None:
+    """Drop log lines newer than the checkpoint we resume from (they will be written again)."""
+    if not path.exists():
+        return
+    kept = [line for line in path.read_text().splitlines()
+            if line.strip() and json.loads(line)["step"] <= step]
+    path.write_text("".join(line + "\n" for line in kept))
+
+
 def run_training(args: argparse.Namespace) -> int:
     config, checkpoint = resolve_config(args)
     runtime = setup_runtime(args.device)
@@ -442,6 +456,8 @@ def run_training(args: argparse.Namespace) -> int:
         (args.out / "config.json").write_text(json.dumps(
             {**config.to_dict(), "digest": config.digest()}, indent=2))
     run = make_run(config, args.out, runtime, checkpoint)
+    if runtime.main and checkpoint is not None:
+        forget_metrics_after(args.out / "metrics.jsonl", run.state.step)
     if runtime.main:
         print(f"glsr-train: {len(run.train)} train / {len(run.val)} val windows, "
               f"{sum(p.numel() for p in run.model.parameters()) / 1e6:.2f} M parameters, "

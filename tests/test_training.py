@@ -1,0 +1,150 @@
+"""Training runs, resume after SIGKILL, data-parallel ranks, export parity, model loading."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from conftest import ROOT
+
+from glsr_live.model import Model, ModelError
+from training.checkpoint import load_checkpoint, load_latest
+from training.export import ParityError, check_parity, load_model
+
+TINY = ROOT / "presets" / "train" / "tiny.toml"
+ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
+
+
+def train(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
+    return subprocess.run(["glsr-train", *args], capture_output=True, text=True, env=ENV,
+                          timeout=timeout)
+
+
+def test_tiny_run_exports_a_model_the_runtime_loads_and_decodes(tiny_model_dir):
+    info = json.loads((tiny_model_dir / "model.json").read_text())
+    assert info["format_version"] == 1 and info["seq_len"] == 32
+    assert [a["name"] for a in info["attributes"]] == ["notes", "register"]
+    assert len(info["latent_stats"]["std"]) == info["latent_dim"]
+    assert info["export"]["parity"]["argmax_mismatches"] == 0
+    model = Model(tiny_model_dir)
+    assert model.provider == "CPUExecutionProvider"
+    tokens = np.zeros((3, 32), dtype=np.int64)
+    tokens[:, ::4] = 10
+    mu, logvar = model.encode(tokens)
+    assert mu.shape == logvar.shape == (3, info["latent_dim"])
+    assert model.decode(mu).shape == (3, 32, len(info["vocabulary"]))
+    assert model.decode_tokens(mu, temperature=1.0).shape == (3, 32)
+
+
+def test_sigkill_mid_epoch_then_resume_continues_from_the_last_checkpoint(tmp_path):
+    run = tmp_path / "run"
+    command = ["glsr-train", "--config", str(TINY), "--out", str(run), "--max-steps", "200"]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                               env=ENV)
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline and not (run / "previous.pt").exists():
+        time.sleep(0.05)
+    time.sleep(0.3)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    saved = load_latest(run)["state"]
+    assert 0 < saved["step"] < 200
+    resumed = train("--out", str(run), "--resume", "--max-steps", "200")
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert f"resuming at step {saved['step']}" in resumed.stdout
+    final = load_checkpoint(run / "latest.pt")["state"]
+    assert final["step"] > saved["step"] and final["epoch"] >= saved["epoch"]
+    logged = [json.loads(line)["step"] for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert logged == sorted(logged) and logged[-1] > saved["step"]
+
+
+def test_truncated_latest_checkpoint_falls_back_to_previous(tmp_path):
+    run = tmp_path / "run"
+    assert train("--config", str(TINY), "--out", str(run), "--max-steps", "30").returncode == 0
+    data = (run / "latest.pt").read_bytes()
+    (run / "latest.pt").write_bytes(data[: len(data) // 3])
+    assert load_latest(run)["state"]["step"] == 20  # previous.pt, one checkpoint back
+    resumed = train("--out", str(run), "--resume", "--max-steps", "40")
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+
+
+def test_two_process_data_parallel_run_on_cpu(tmp_path):
+    run = tmp_path / "ddp"
+    torchrun = shutil.which("torchrun")
+    assert torchrun, "torchrun comes with torch"
+    done = subprocess.run(
+        [torchrun, "--nproc_per_node", "2", "--master_port", "29517", shutil.which("glsr-train"),
+         "--config", str(TINY), "--out", str(run), "--max-steps", "20"],
+        capture_output=True, text=True, env=ENV, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "2 process(es)" in done.stdout
+    lines = (run / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(line)["step"] for line in lines] == [20]  # rank 0 alone writes
+
+
+def test_export_refuses_a_graph_that_disagrees_with_torch(tiny_model_dir, tmp_path):
+    run = tiny_model_dir.parent / "run"
+    model = load_model(load_checkpoint(run / "best.pt"))
+    runtime = Model(tiny_model_dir)
+    tokens = np.random.default_rng(0).integers(0, 27, size=(16, 32))
+    check_parity(model, runtime, tokens)  # the real export agrees
+    with torch.no_grad():
+        model.to_logits.bias += 1e-3
+    with pytest.raises(ParityError):
+        check_parity(model, runtime, tokens)
+
+
+@pytest.mark.parametrize("damage", ["missing", "corrupt_onnx", "truncated_onnx", "version",
+                                    "bad_json"])
+def test_damaged_model_directories_are_one_line_errors(tiny_model_dir, tmp_path, damage):
+    broken = tmp_path / "model"
+    shutil.copytree(tiny_model_dir, broken)
+    if damage == "missing":
+        (broken / "decoder.onnx").unlink()
+    elif damage == "corrupt_onnx":
+        (broken / "encoder.onnx").write_bytes(b"not a protobuf at all")
+    elif damage == "truncated_onnx":
+        data = (broken / "decoder.onnx").read_bytes()
+        (broken / "decoder.onnx").write_bytes(data[: len(data) // 2])
+    elif damage == "version":
+        info = json.loads((broken / "model.json").read_text())
+        (broken / "model.json").write_text(json.dumps({**info, "format_version": 99}))
+    else:
+        (broken / "model.json").write_text("{not json")
+    with pytest.raises(ModelError) as error:
+        Model(broken)
+    assert "\n" not in str(error.value)
+    cli = subprocess.run([sys.executable, "-m", "glsr_live.cli", "bench", "--model", str(broken),
+                          "--events", "5"], capture_output=True, text=True)
+    assert cli.returncode == 2
+    assert len(cli.stderr.strip().splitlines()) == 1 and "Traceback" not in cli.stderr
+
+
+@pytest.mark.parametrize("text, message", [
+    ("[train]\nbatch_size = 'big'\n", "must be a number"),
+    ("[model]\nwidth = 3\n", "unknown key"),
+    ("[train\n", "not valid TOML"),
+    ("[glsr]\nattributes = [{ name = 'mood', dim = 0 }]\n", "no differentiable"),
+])
+def test_bad_training_configs_are_one_line_errors(tmp_path, text, message):
+    config = tmp_path / "bad.toml"
+    config.write_text(text)
+    done = train("--config", str(config), "--out", str(tmp_path / "run"))
+    assert done.returncode == 2
+    assert message in done.stderr and "Traceback" not in done.stderr
+
+
+def test_checkpoints_carry_what_rebuilds_the_model(tiny_model_dir):
+    checkpoint = load_checkpoint(Path(tiny_model_dir).parent / "run" / "best.pt")
+    assert {"model", "model_args", "config", "vocab", "attributes", "state"} <= set(checkpoint)
+    model = load_model(checkpoint)
+    assert sum(p.numel() for p in model.parameters()) > 0
