@@ -6,7 +6,9 @@ ports on Windows) is a ``PortError`` with one line that says what to do.
 
 from __future__ import annotations
 
+import os
 import sys
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import mido
@@ -18,6 +20,23 @@ CLIENT_NAME = "glsr-live"
 
 class PortError(RuntimeError):
     """A port problem the user can fix; the message is one line."""
+
+
+@contextmanager
+def quiet_native_stderr():
+    """Silence what ALSA/JACK's C libraries print on fd 2; our own error line says it better."""
+    try:
+        saved = os.dup(2)
+    except OSError:
+        yield
+        return
+    try:
+        with open(os.devnull, "w") as devnull:
+            os.dup2(devnull.fileno(), 2)
+            yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
 
 
 def compiled_apis() -> list[str]:
@@ -49,7 +68,9 @@ def backend_for(api: str) -> mido.Backend:
 
 def _names(backend: mido.Backend, kind: str, api: str) -> list[str]:
     try:
-        return list(backend.get_input_names() if kind == "input" else backend.get_output_names())
+        with quiet_native_stderr():
+            return list(backend.get_input_names() if kind == "input"
+                        else backend.get_output_names())
     except Exception as error:  # rtmidi raises SystemError/RtMidiError without a MIDI system
         raise PortError(no_system_message(api, error)) from None
 
@@ -88,20 +109,24 @@ def open_port(backend: mido.Backend, request: PortRequest, api: str):
     """Open an existing port by partial name, or create a virtual one."""
     resolved = default_api() if api == "auto" else api
     try:
-        if request.name is not None:
-            name = match_port(request.name, _names(backend, request.kind, resolved),
-                              request.kind)
-            opener = backend.open_input if request.kind == "input" else backend.open_output
-            return opener(name)  # mido makes any port with a client_name virtual
-        if resolved == "winmm":
-            raise PortError("Windows cannot create virtual MIDI ports: create a loopMIDI port "
-                            f"and pass it with --{'in' if request.kind == 'input' else 'out'}")
-        opener = backend.open_input if request.kind == "input" else backend.open_output
-        return opener(request.virtual, virtual=True, client_name=CLIENT_NAME)
+        with quiet_native_stderr():
+            return _open(backend, request, resolved)
     except PortError:
         raise
     except Exception as error:  # rtmidi errors when the system is missing or refuses
         raise PortError(no_system_message(resolved, error)) from None
+
+
+def _open(backend: mido.Backend, request: PortRequest, resolved: str):
+    if request.name is not None:
+        name = match_port(request.name, _names(backend, request.kind, resolved), request.kind)
+        opener = backend.open_input if request.kind == "input" else backend.open_output
+        return opener(name)  # mido makes any port with a client_name virtual
+    if resolved == "winmm":
+        raise PortError("Windows cannot create virtual MIDI ports: create a loopMIDI port "
+                        f"and pass it with --{'in' if request.kind == 'input' else 'out'}")
+    opener = backend.open_input if request.kind == "input" else backend.open_output
+    return opener(request.virtual, virtual=True, client_name=CLIENT_NAME)
 
 
 def list_ports(apis: list[str]) -> dict[str, dict[str, list[str] | str]]:

@@ -1,0 +1,106 @@
+"""The glsr-live command line: render, bench, ports, and one-line errors."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import mido
+import pytest
+from jack import jack_server
+
+from glsr_live.midifile import read_notes
+
+
+def glsr_live(*args: str, env=None, timeout=120) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "glsr_live.cli", *args], capture_output=True,
+                          text=True, env=env, timeout=timeout)
+
+
+def write_phrase(path, pitches=(67, 69, 71, 72, 74, 72, 71, 69)):
+    midi = mido.MidiFile(ticks_per_beat=480)
+    track = mido.MidiTrack()
+    midi.tracks.append(track)
+    for pitch in pitches:
+        track.append(mido.Message("note_on", note=pitch, velocity=80, time=0))
+        track.append(mido.Message("note_on", note=pitch, velocity=0, time=480))
+    midi.save(path)
+
+
+def test_render_writes_midi_and_png(tiny_model_dir, tmp_path):
+    source, out, png = tmp_path / "in.mid", tmp_path / "out.mid", tmp_path / "roll.png"
+    write_phrase(source)
+    done = glsr_live("render", str(source), "-o", str(out), "--model", str(tiny_model_dir),
+                     "--sweep", "notes=-2:2:3", "--knob", "register=0.5", "--png", str(png))
+    assert done.returncode == 0, done.stderr
+    notes = read_notes(out)
+    assert [n.pitch for n in notes if n.start < 8] == [67, 69, 71, 72, 74, 72, 71, 69]
+    assert all(n.start < 8 * 4 for n in notes)  # input + 3 variations, 2 bars each
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 500
+    assert "bars 7-8" in done.stdout
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--knob", "tempo=1"], "no regularised attribute 'tempo'"),
+    (["--sweep", "notes=1:2"], "--sweep wants NAME=FROM:TO:STEPS"),
+    (["--knob", "notes"], "--knob wants NAME=VALUE"),
+])
+def test_render_bad_arguments(tiny_model_dir, tmp_path, args, message):
+    source = tmp_path / "in.mid"
+    write_phrase(source)
+    done = glsr_live("render", str(source), "-o", str(tmp_path / "o.mid"), "--model",
+                     str(tiny_model_dir), *args)
+    assert done.returncode == 2 and message in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1
+
+
+def test_render_of_a_file_that_is_not_midi(tiny_model_dir, tmp_path):
+    bad = tmp_path / "song.mid"
+    bad.write_text("hello")
+    done = glsr_live("render", str(bad), "-o", str(tmp_path / "o.mid"), "--model",
+                     str(tiny_model_dir))
+    assert done.returncode == 2 and "not a readable MIDI file" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_bench_reports_latencies(tiny_model_dir):
+    done = glsr_live("bench", "--model", str(tiny_model_dir), "--events", "200", "--json")
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    assert result["knob_to_variation"]["count"] == 200
+    assert 0 < result["knob_to_variation"]["p50_ms"] <= result["knob_to_variation"]["p99_ms"]
+    assert result["phrase_end_to_first_note"]["count"] == 20
+
+
+def test_run_with_a_bad_preset_is_one_line(tiny_model_dir, tmp_path):
+    preset = tmp_path / "p.toml"
+    preset.write_text("[[knob]]\ncc = 20\ntarget = 'loudness'\n")
+    done = glsr_live("run", "--model", str(tiny_model_dir), "--preset", str(preset), "--quiet")
+    assert done.returncode == 2 and "loudness" in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.jack
+def test_ports_and_unknown_port_names_through_jack(tiny_model_dir):
+    with jack_server() as name:
+        env = {**__import__("os").environ, "JACK_DEFAULT_SERVER": name,
+               "JACK_NO_START_SERVER": "1"}
+        listing = glsr_live("ports", "--api", "jack", "--json", env=env)
+        assert listing.returncode == 0, listing.stderr
+        assert set(json.loads(listing.stdout)["jack"]) == {"inputs", "outputs"}
+        done = glsr_live("run", "--api", "jack", "--model", str(tiny_model_dir), "--in",
+                         "no such keyboard", "--quiet", env=env)
+        assert done.returncode == 2 and "no MIDI input port matches" in done.stderr
+        assert len(done.stderr.strip().splitlines()) == 1
+
+
+def test_alsa_without_a_sound_system_is_one_line(tiny_model_dir):
+    """These machines have no /dev/snd: the ALSA error must say what to do."""
+    import os
+
+    if os.path.exists("/dev/snd/seq"):
+        pytest.skip("this machine has an ALSA sequencer")
+    done = glsr_live("run", "--api", "alsa", "--model", str(tiny_model_dir), "--quiet")
+    assert done.returncode == 2 and "--api jack" in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1

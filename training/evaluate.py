@@ -1,0 +1,337 @@
+"""glsr-eval: does moving along a regularised axis change its attribute, and only that?
+
+Runs exported ONNX models (the daemon's own loader) on a split of the dataset and writes
+REPORT_DIR/metrics.json plus the paper's figures 2-5 as PNG (and figure 4 as MIDI).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from glsr_live.attributes import compute
+from glsr_live.knobs import PresetError, load_preset
+from glsr_live.midifile import write_notes
+from glsr_live.model import Model, ModelError
+from glsr_live.tokens import HOLD, Note, tokens_to_notes
+
+from .corpus import CorpusError
+from .dataset import DatasetSettings, build
+from .metrics import spearman, token_accuracy
+
+EXIT_USAGE = 2
+AXIS_STEPS = 25
+AXIS_SPAN = 3.0
+PLANE_POINTS = 41
+OTHER_ATTRIBUTES = ("notes", "register", "highest", "lowest", "black_keys", "rhythm")
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclass
+class Split:
+    windows: np.ndarray  # (N, L) tokens
+    mu: np.ndarray  # (N, d)
+
+
+def encode_split(model: Model, windows: np.ndarray) -> Split:
+    mus = [model.encode(chunk)[0] for chunk in np.array_split(windows, max(1, len(windows) // 2048))]
+    return Split(windows, np.concatenate(mus))
+
+
+def decode_argmax(model: Model, z: np.ndarray) -> np.ndarray:
+    """(N, d) -> (N, L) canonical tokens, decoded in chunks."""
+    chunks = np.array_split(z.astype(np.float32), max(1, len(z) // 4096))
+    return np.concatenate([model.decode_tokens(chunk) for chunk in chunks])
+
+
+def attribute(model: Model, name: str, tokens: np.ndarray) -> np.ndarray:
+    return compute(name, tokens, model.info.vocab, model.info.grid)
+
+
+# ---------------------------------------------------------------- metrics
+
+
+def reconstruction(model: Model, split: Split) -> dict[str, float]:
+    predicted = decode_argmax(model, split.mu)
+    accuracy, nonhold = token_accuracy(predicted, split.windows, HOLD)
+    return {"recon_accuracy": accuracy, "recon_accuracy_nonhold": nonhold}
+
+
+def axis_sweeps(model: Model, mu: np.ndarray, dim: int, offsets: np.ndarray) -> np.ndarray:
+    """(P, S, L) argmax decodes of each phrase's mu with ``dim`` moved by each offset."""
+    z = np.repeat(mu[:, None, :], len(offsets), axis=1)  # (P, S, d)
+    z[:, :, dim] += offsets[None, :]
+    tokens = decode_argmax(model, z.reshape(-1, mu.shape[1]))
+    return tokens.reshape(len(mu), len(offsets), -1)
+
+
+def along_axis(model: Model, phrases: np.ndarray, dim: int, name: str) -> dict:
+    """Mean per-phrase Spearman between the axis value and each attribute of the decode."""
+    offsets = np.linspace(-AXIS_SPAN, AXIS_SPAN, AXIS_STEPS)
+    sweeps = axis_sweeps(model, phrases, dim, offsets)  # (P, S, L)
+    flat = sweeps.reshape(-1, sweeps.shape[-1])
+    correlations = {}
+    for other in OTHER_ATTRIBUTES:
+        values = attribute(model, other, flat).reshape(len(phrases), len(offsets))
+        correlations[other] = float(np.mean([spearman(offsets, row) for row in values]))
+    return {"dim": dim, "spearman_along_axis": correlations[name],
+            "cross_attribute": {k: round(abs(v), 4) for k, v in correlations.items()
+                                if k != name}}
+
+
+def mutual_information(x: np.ndarray, y: np.ndarray, bins: int = 20) -> float:
+    keep = np.isfinite(x) & np.isfinite(y)
+    joint, _, _ = np.histogram2d(x[keep], y[keep], bins=bins)
+    joint = joint / max(joint.sum(), 1)
+    px, py = joint.sum(1, keepdims=True), joint.sum(0, keepdims=True)
+    nonzero = joint > 0
+    return float((joint[nonzero] * np.log(joint[nonzero] / (px @ py)[nonzero])).sum())
+
+
+def interpretability(model: Model, split: Split, name: str) -> dict:
+    """AR-VAE's score: the dim with the most mutual information, R^2 of a 1-D linear fit."""
+    values = attribute(model, name, split.windows)
+    scores = [mutual_information(split.mu[:, d], values) for d in range(split.mu.shape[1])]
+    best = int(np.argmax(scores))
+    keep = np.isfinite(values)
+    x, y = split.mu[keep, best], values[keep]
+    slope, intercept = np.polyfit(x, y, 1)
+    residual = y - (slope * x + intercept)
+    r2 = 1 - residual.var() / max(y.var(), 1e-12)
+    return {"interpretability": float(r2), "interpretability_dim": best}
+
+
+def knob_curve(model: Model, phrases: np.ndarray, dim: int, name: str,
+               knob_range: tuple[float, float]) -> dict:
+    """Mean change of the attribute against the phrase's own decode across the knob range."""
+    units = np.linspace(knob_range[0], knob_range[1], 11)
+    std = float(model.info.latent.std[dim])
+    sweeps = axis_sweeps(model, phrases, dim, np.append(units * std, 0.0))
+    values = attribute(model, name, sweeps.reshape(-1, sweeps.shape[-1])).reshape(
+        len(phrases), -1)
+    delta = np.nanmean(values[:, :-1] - values[:, -1:], axis=0)
+    return {"knob_units": units.round(3).tolist(), "mean_change": delta.round(3).tolist(),
+            "low_end_change": float(delta[0]), "high_end_change": float(delta[-1]),
+            "latent_std": std}
+
+
+def preset_range(preset: Path, model: Model, name: str) -> tuple[float, float]:
+    knobs = load_preset(preset, set(model.info.axes)).knobs
+    found = [k for k in knobs if k.target == name]
+    return (found[0].min, found[0].max) if found else (-2.5, 2.5)
+
+
+def evaluate(model: Model, split: Split, axes: dict[str, int], phrases: int, preset: Path | None,
+             seed: int = 0) -> dict:
+    """Every metric for one model; ``axes`` maps attribute name -> latent dim to sweep."""
+    rng = np.random.default_rng(seed)
+    chosen = split.mu[rng.permutation(len(split.mu))[:phrases]]
+    result: dict = {**reconstruction(model, split), "phrases": int(len(chosen)),
+                    "windows": int(len(split.windows)), "attributes": {}}
+    for name, dim in axes.items():
+        entry = {**along_axis(model, chosen, dim, name), **interpretability(model, split, name)}
+        if preset is not None and name in model.info.axes:
+            entry["knob_curve"] = knob_curve(model, chosen, dim, name,
+                                             preset_range(preset, model, name))
+        result["attributes"][name] = entry
+    return result
+
+
+# ---------------------------------------------------------------- figures
+
+
+def plane_values(model: Model, dims: tuple[int, int], names: list[str]) -> dict[str, np.ndarray]:
+    """Attributes of argmax decodes over [-3, 3]^2 in the plane of ``dims`` (others at 0)."""
+    axis = np.linspace(-AXIS_SPAN, AXIS_SPAN, PLANE_POINTS)
+    grid_x, grid_y = np.meshgrid(axis, axis)
+    z = np.zeros((grid_x.size, model.info.latent_dim), dtype=np.float32)
+    z[:, dims[0]], z[:, dims[1]] = grid_x.ravel(), grid_y.ravel()
+    tokens = decode_argmax(model, z)
+    return {n: attribute(model, n, tokens).reshape(grid_x.shape) for n in names}
+
+
+def other_dim(model: Model, used: set[int]) -> int:
+    return next(d for d in range(model.info.latent_dim) if d not in used)
+
+
+def plot_planes(panels: list[tuple[str, np.ndarray]], dims: tuple[int, int], path: Path,
+                title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(1, len(panels), figsize=(4.6 * len(panels), 4), squeeze=False)
+    for axis, (label, values) in zip(axes[0], panels, strict=True):
+        image = axis.imshow(values, origin="lower", extent=[-3, 3, -3, 3], cmap="viridis",
+                            aspect="equal")
+        axis.set_title(label, fontsize=10)
+        axis.set_xlabel(f"z{dims[0]}")
+        axis.set_ylabel(f"z{dims[1]}")
+        figure.colorbar(image, ax=axis, shrink=0.8)
+    figure.suptitle(title)
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+
+
+def plot_variations(model: Model, phrase_mu: np.ndarray, phrase_tokens: np.ndarray,
+                    axes: dict[str, int], out: Path) -> None:
+    """Figure 4: one phrase moved along each axis in equal steps, as piano rolls and MIDI."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    offsets = np.linspace(-2.0, 2.0, 9)
+    vocab, length = model.info.vocab, model.info.grid.seq_len
+    figure, rows = plt.subplots(len(axes), 1, figsize=(16, 2.6 * len(axes)), squeeze=False)
+    for row, (name, dim) in zip(rows[:, 0], axes.items(), strict=True):
+        sweeps = axis_sweeps(model, phrase_mu[None], dim, offsets)[0]
+        segments = [phrase_tokens, *sweeps]
+        notes = [Note(n.onset + i * length, n.length, n.pitch)
+                 for i, t in enumerate(segments) for n in tokens_to_notes(t, vocab)]
+        write_notes(out / f"fig4_{name}.mid", notes, model.info.grid)
+        for note in notes:
+            colour = "0.3" if note.onset < length else "tab:blue"
+            row.add_patch(plt.Rectangle((note.onset, note.pitch - 0.4), note.length - 0.1, 0.8,
+                                        color=colour))
+        for index in range(len(segments) + 1):
+            row.axvline(index * length, color="0.6", lw=0.8)
+        labels = ["phrase"] + [f"{o:+.1f}" for o in offsets]
+        row.set_xticks([(i + 0.5) * length for i in range(len(segments))], labels)
+        row.set_xlim(0, len(segments) * length)
+        row.set_ylim(vocab.low - 1, vocab.high + 1)
+        row.set_ylabel("MIDI pitch")
+        row.set_title(f"moving only z{dim} ({name}) in equal steps", fontsize=10)
+    figure.tight_layout()
+    figure.savefig(out / "fig4_variations.png", dpi=100)
+    plt.close(figure)
+
+
+def plot_posterior(split: Split, model: Model, dims: tuple[int, int], name: str,
+                   path: Path) -> None:
+    """Figure 5: the aggregated posterior on (z_i, z_j), coloured by the attribute."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    sample = np.random.default_rng(1).permutation(len(split.mu))[:6000]
+    values = attribute(model, name, split.windows[sample])
+    figure, axis = plt.subplots(figsize=(5.5, 4.6))
+    points = axis.scatter(split.mu[sample, dims[0]], split.mu[sample, dims[1]], c=values, s=3,
+                          cmap="viridis", alpha=0.7)
+    figure.colorbar(points, ax=axis, label=name)
+    axis.set_xlabel(f"z{dims[0]} (regularised: {name})")
+    axis.set_ylabel(f"z{dims[1]}")
+    axis.set_title("aggregated posterior q(z)")
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+
+
+def figures(model: Model, baseline: Model | None, split: Split, axes: dict[str, int],
+            out: Path) -> list[str]:
+    written = []
+    for name, dim in axes.items():
+        dims = (dim, other_dim(model, set(axes.values())))
+        panels = [(f"GLSR-VAE: {name}", plane_values(model, dims, [name])[name])]
+        if baseline is not None:
+            panels.append((f"baseline VAE: {name}", plane_values(baseline, dims, [name])[name]))
+        plot_planes(panels, dims, out / f"fig2_{name}.png",
+                    f"{name} of the argmax decode on the plane (z{dims[0]}, z{dims[1]})")
+        others = [n for n in ("highest", "lowest", "black_keys", "register", "notes")
+                  if n != name][:4]
+        values = plane_values(model, dims, others)
+        plot_planes([(n, values[n]) for n in others], dims, out / f"fig3_{name}.png",
+                    f"other attributes on the plane of the {name} axis")
+        plot_posterior(split, model, dims, name, out / f"fig5_{name}.png")
+        written += [f"fig2_{name}.png", f"fig3_{name}.png", f"fig5_{name}.png"]
+    index = int(np.argmin(np.abs(attribute(model, "notes", split.windows) - 6)))
+    plot_variations(model, split.mu[index], split.windows[index], axes, out)
+    return written + ["fig4_variations.png"] + [f"fig4_{n}.mid" for n in axes]
+
+
+# ---------------------------------------------------------------- command line
+
+
+def split_windows(model: Model, name: str, corpus: str) -> np.ndarray:
+    info = model.info.raw.get("training", {}).get("config", {}).get("data", {})
+    settings = DatasetSettings(corpus=info.get("corpus", corpus), seq_len=model.info.grid.seq_len,
+                               stride=info.get("stride", 4), track=info.get("track"))
+    dataset = build(settings, progress=False)
+    if dataset.vocab != model.info.vocab:
+        raise ModelError("the model's vocabulary does not match the dataset's")
+    return dataset.windows(name)
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="glsr-eval", description=__doc__)
+    parser.add_argument("model", type=Path, help="regularised model directory")
+    parser.add_argument("--baseline", type=Path, help="unregularised model directory")
+    parser.add_argument("--split", default="test", choices=["train", "val", "test"])
+    parser.add_argument("--out", type=Path, required=True, help="report directory")
+    parser.add_argument("--phrases", type=int, default=300, help="phrases for axis sweeps")
+    parser.add_argument("--preset", type=Path, default=ROOT / "presets/knobs/default.toml")
+    parser.add_argument("--no-figures", action="store_true")
+    return parser.parse_args(argv)
+
+
+def run(args: argparse.Namespace) -> dict:
+    model = Model(args.model, threads=2)
+    baseline = Model(args.baseline, threads=2) if args.baseline else None
+    axes = {name: axis.dim for name, axis in model.info.axes.items()}
+    windows = split_windows(model, args.split, "bach")
+    args.out.mkdir(parents=True, exist_ok=True)
+    split = encode_split(model, windows)
+    report = {"split": args.split, "model": str(args.model),
+              "regularised": evaluate(model, split, axes, args.phrases, args.preset)}
+    if baseline is not None:
+        report["baseline"] = evaluate(baseline, encode_split(baseline, windows), axes,
+                                      args.phrases, None)
+        report["baseline_model"] = str(args.baseline)
+    if not args.no_figures:
+        report["figures"] = figures(model, baseline, split, axes, args.out)
+    (args.out / "metrics.json").write_text(json.dumps(report, indent=1))
+    return report
+
+
+def print_report(report: dict) -> None:
+    for label in ("regularised", "baseline"):
+        if label not in report:
+            continue
+        part = report[label]
+        print(f"{label}: recon_accuracy {part['recon_accuracy']:.3f}, non-hold "
+              f"{part['recon_accuracy_nonhold']:.3f} ({part['windows']} {report['split']} "
+              "windows)")
+        for name, entry in part["attributes"].items():
+            line = (f"  {name}: spearman_along_axis {entry['spearman_along_axis']:.3f}, "
+                    f"interpretability {entry['interpretability']:.3f} "
+                    f"(dim {entry['interpretability_dim']})")
+            if "knob_curve" in entry:
+                curve = entry["knob_curve"]
+                line += (f", knob low end {curve['low_end_change']:+.2f}, high end "
+                         f"{curve['high_end_change']:+.2f}")
+            print(line)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        report = run(args)
+    except (ModelError, CorpusError, PresetError) as error:
+        print(f"glsr-eval: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    print_report(report)
+    print(f"glsr-eval: wrote {args.out / 'metrics.json'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
