@@ -14,6 +14,7 @@ from .engine import Engine
 from .status import status_line
 
 POLL_SECONDS = 0.0005  # 0.5 ms: a quarter of a JACK period at 48 kHz / 64 frames
+PORT_CHECK_SECONDS = 0.5  # how often named peers are looked for (reconnect well within 2 s)
 
 
 @dataclass
@@ -25,6 +26,7 @@ class Daemon:
     show_status: Callable[[str], None] | None = None
     stop_event: threading.Event = field(default_factory=threading.Event)
     sent: int = 0
+    notice: Callable[[str], None] = lambda line: None
 
     def send(self, messages: list[mido.Message]) -> None:
         for message in messages:
@@ -40,10 +42,13 @@ class Daemon:
     def run(self) -> None:
         """Loop until stop(); on any way out, close every note (then re-raise errors)."""
         self.send(self.engine.start_messages())
-        next_status = 0.0
+        next_status = next_check = 0.0
         try:
             while not self.stop_event.is_set():
                 self.step()
+                if self.clock() >= next_check:
+                    self.check_ports()
+                    next_check = self.clock() + PORT_CHECK_SECONDS
                 if self.show_status is not None and self.clock() >= next_status:
                     self.show_status(status_line(self.engine, self.clock()))
                     next_status = self.clock() + 0.1
@@ -51,13 +56,29 @@ class Daemon:
         finally:
             self.close_notes()
 
+    def check_ports(self) -> None:
+        """Reconnect named peers that came back; silence our notes when the output peer left."""
+        for role, port in (("input", self.inport), ("output", self.outport)):
+            check = getattr(port, "check", None)
+            event = check() if check is not None else None
+            if event == "lost" and role == "output":
+                self.engine.player.panic()  # the peer cannot hear note-offs any more
+                self.engine.echo.panic()
+            if event is not None:
+                self.notice(f"{role} port '{port.name}' {event}")
+
     def close_notes(self) -> None:
+        """Every open note off, else All Notes Off on all channels; never raises."""
         try:
             self.send(self.engine.stop())
-        except Exception:
-            # the engine's own bookkeeping failed: All Notes Off on every channel it may use
+            return
+        except Exception:  # the engine's bookkeeping or the port failed: last resort below
+            pass
+        try:
             self.send([mido.Message("control_change", channel=c, control=123, value=0)
                        for c in range(16)])
+        except Exception:  # the output is gone: nothing can hear a note-off any more
+            pass
 
     def stop(self, *_: object) -> None:
         self.stop_event.set()

@@ -13,10 +13,11 @@ from .daemon import Daemon, install_signal_handlers
 from .engine import Engine
 from .knobs import BUTTONS, CONTROLS, Knob, Preset, PresetError, dump_preset, load_preset
 from .model import Model
-from .ports import PortRequest, backend_for, open_port
+from .ports import PortError, PortKeeper, PortRequest, backend_for, open_port
 
 EXIT_OK = 0
 EXIT_ENGINE_ERROR = 1
+EXIT_MIDI_LOST = 3
 
 
 def status_printer(stream=sys.stderr):
@@ -24,6 +25,15 @@ def status_printer(stream=sys.stderr):
         stream.write("\r" + line[:160].ljust(160))
         stream.flush()
     return show
+
+
+def close_quietly(*ports) -> None:
+    """Close ports whose MIDI system may already be gone."""
+    for port in ports:
+        try:
+            port.close()
+        except Exception:  # rtmidi raises when the server vanished; nothing left to close
+            pass
 
 
 def make_engine(model: Model, preset: Preset, clock_kind: str, bpm: float) -> Engine:
@@ -50,15 +60,16 @@ def run_live(args: argparse.Namespace, model_dir: Path, preset_path: Path) -> in
     except ValueError as error:
         raise PresetError(str(error)) from None
     backend = backend_for(args.api)
-    inport = open_port(backend, PortRequest("input", args.inport, args.virtual_in), args.api)
+    inport = PortKeeper(backend, PortRequest("input", args.inport, args.virtual_in), args.api)
     try:
-        outport = open_port(backend, PortRequest("output", args.outport, args.virtual_out),
-                            args.api)
+        outport = PortKeeper(backend, PortRequest("output", args.outport, args.virtual_out),
+                             args.api)
     except BaseException:
         inport.close()
         raise
     daemon = Daemon(engine, inport, outport,
-                    show_status=None if args.quiet else status_printer())
+                    show_status=None if args.quiet else status_printer(),
+                    notice=lambda line: print(f"\nglsr-live: {line}", file=sys.stderr))
     install_signal_handlers(daemon)
     print(f"glsr-live: model {model_dir.name} on {model.provider}, in '{inport.name}', "
           f"out '{outport.name}' channel {preset.options.channel}, "
@@ -66,14 +77,16 @@ def run_live(args: argparse.Namespace, model_dir: Path, preset_path: Path) -> in
           file=sys.stderr, flush=True)
     try:
         daemon.run()
+    except PortError as error:  # the MIDI system went away under us
+        print(f"\nglsr-live run: {error}; exiting", file=sys.stderr)
+        return EXIT_MIDI_LOST
     except Exception as error:  # notes are already closed by run(); report in one line
         print(f"\nglsr-live run: engine error: {type(error).__name__}: {error}; all notes "
               "were closed", file=sys.stderr)
         return EXIT_ENGINE_ERROR
     finally:
         time.sleep(0.01)  # let the last note-offs leave before the port goes away
-        inport.close()
-        outport.close()
+        close_quietly(inport, outport)
     if not args.quiet:
         print(file=sys.stderr)
     return EXIT_OK

@@ -140,3 +140,49 @@ def list_ports(apis: list[str]) -> dict[str, dict[str, list[str] | str]]:
         except PortError as error:
             listing[api] = {"error": str(error)}
     return listing
+
+
+class PortKeeper:
+    """A port opened by name that is reopened when its peer disappears and comes back.
+
+    Virtual ports are ours and never go away, so they are kept as they are. ``check()`` is
+    cheap enough to call once a second; it raises ``PortError`` when the MIDI system itself
+    is gone.
+    """
+
+    def __init__(self, backend: mido.Backend, request: PortRequest, api: str):
+        self.backend, self.request, self.api = backend, request, api
+        self.port = open_port(backend, request, api)
+        self.peer = self.port.name if request.name is not None else None
+        self.lost = False
+
+    def check(self) -> str | None:
+        """Reconnect if needed; returns 'lost' or 'reconnected' when that happened."""
+        if self.peer is None:
+            return None
+        names = _names(self.backend, self.request.kind, self.api)
+        if self.peer not in names:
+            if self.lost:
+                return None
+            self.lost = True
+            return "lost"
+        if not self.lost:
+            return None
+        self.port.close()
+        self.port = open_port(self.backend, PortRequest(self.request.kind, self.peer), self.api)
+        self.lost = False
+        return "reconnected"
+
+    def iter_pending(self):
+        return self.port.iter_pending()
+
+    def send(self, message) -> None:
+        if not self.lost:
+            self.port.send(message)
+
+    @property
+    def name(self) -> str:
+        return self.port.name
+
+    def close(self) -> None:
+        self.port.close()
