@@ -39,7 +39,8 @@ class Split:
 
 
 def encode_split(model: Model, windows: np.ndarray) -> Split:
-    mus = [model.encode(chunk)[0] for chunk in np.array_split(windows, max(1, len(windows) // 2048))]
+    chunks = np.array_split(windows, max(1, len(windows) // 2048))
+    mus = [model.encode(chunk)[0] for chunk in chunks]
     return Split(windows, np.concatenate(mus))
 
 
