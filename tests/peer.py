@@ -9,6 +9,11 @@ backend = mido.Backend("mido.backends.rtmidi/UNIX_JACK", load=True)
 port = backend.open_output(sys.argv[1], virtual=True, client_name=sys.argv[1])
 print("ready", flush=True)
 for line in sys.stdin:
+    if line.startswith("cc"):
+        _, control, value = line.split()
+        port.send(mido.Message("control_change", control=int(control), value=int(value)))
+        print("sent", flush=True)
+        continue
     pitch = int(line)
     port.send(mido.Message("note_on", note=pitch, velocity=90))
     time.sleep(0.05)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -105,3 +106,35 @@ def test_jack_server_going_away_is_a_clear_exit(tiny_model_dir):
                 daemon.kill()
         assert daemon.returncode == 3, log.lines
         assert "Traceback" not in "".join(log.lines)
+
+
+def test_learn_maps_a_moved_knob_and_writes_the_preset(tiny_model_dir, tmp_path):
+    with jack_server() as server:
+        env = {**os.environ, "JACK_DEFAULT_SERVER": server, "JACK_NO_START_SERVER": "1"}
+        peer = start_peer(env)
+        preset = tmp_path / "learned.toml"
+        learn = subprocess.Popen(
+            [sys.executable, "-m", "glsr_live.cli", "learn", "--api", "jack", "--in", "keys",
+             "--model", str(tiny_model_dir), "--preset", str(preset)],
+            env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            text=True)
+        log = Lines(learn.stderr)
+        try:
+            assert log.wait_for("move a knob", 20), log.lines
+            time.sleep(0.3)
+            peer.stdin.write("cc 30 99\n")
+            peer.stdin.flush()
+            learn.stdin.write("register\n")
+            learn.stdin.flush()
+            time.sleep(1.0)
+            learn.send_signal(signal.SIGINT)
+            learn.wait(timeout=10)
+        finally:
+            peer.kill()
+            if learn.poll() is None:
+                learn.kill()
+        assert learn.returncode == 0, log.lines
+        from glsr_live.knobs import load_preset
+
+        knobs = load_preset(preset, {"notes", "register"}).knobs
+        assert [(k.cc, k.target, k.channel) for k in knobs] == [(30, "register", 1)]
