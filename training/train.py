@@ -342,7 +342,7 @@ def evaluate_and_track(run: Run, train_parts: dict) -> bool:
         stop = state.bad_evals >= run.config.train.patience
     run.log(record)
     if run.runtime.world > 1:
-        flag = torch.tensor([int(stop)])
+        flag = torch.tensor([int(stop)], device=run.runtime.device)  # nccl: device tensors
         dist.broadcast(flag, 0)
         stop = bool(flag.item())
     return stop
