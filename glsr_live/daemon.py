@@ -15,6 +15,8 @@ from .status import status_line
 
 POLL_SECONDS = 0.0005  # 0.5 ms: a quarter of a JACK period at 48 kHz / 64 frames
 PORT_CHECK_SECONDS = 0.5  # how often named peers are looked for (reconnect well within 2 s)
+BURST = 24  # messages per burst when closing many notes: a JACK period's MIDI buffer is small
+BURST_GAP_SECONDS = 0.003  # two periods at 48 kHz / 64 frames
 
 
 @dataclass
@@ -33,15 +35,22 @@ class Daemon:
             self.outport.send(message)
             self.sent += 1
 
+    def send_paced(self, messages: list[mido.Message]) -> None:
+        """Send a long list in bursts, so no note-off is dropped by a full MIDI buffer."""
+        for start in range(0, len(messages), BURST):
+            if start:
+                time.sleep(BURST_GAP_SECONDS)
+            self.send(messages[start: start + BURST])
+
     def step(self) -> None:
         """Drain the input, then play what is due."""
         for message in self.inport.iter_pending():
-            self.send(self.engine.handle(message, self.clock()))
-        self.send(self.engine.tick(self.clock()))
+            self.send_paced(self.engine.handle(message, self.clock()))
+        self.send_paced(self.engine.tick(self.clock()))
 
     def run(self) -> None:
         """Loop until stop(); on any way out, close every note (then re-raise errors)."""
-        self.send(self.engine.start_messages())
+        self.send_paced(self.engine.start_messages())
         next_status = next_check = 0.0
         try:
             while not self.stop_event.is_set():
@@ -70,13 +79,13 @@ class Daemon:
     def close_notes(self) -> None:
         """Every open note off, else All Notes Off on all channels; never raises."""
         try:
-            self.send(self.engine.stop())
+            self.send_paced(self.engine.stop())
             return
         except Exception:  # the engine's bookkeeping or the port failed: last resort below
             pass
         try:
-            self.send([mido.Message("control_change", channel=c, control=123, value=0)
-                       for c in range(16)])
+            self.send_paced([mido.Message("control_change", channel=c, control=123, value=0)
+                             for c in range(16)])
         except Exception:  # the output is gone: nothing can hear a note-off any more
             pass
 
