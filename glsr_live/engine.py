@@ -166,7 +166,9 @@ class Engine:
         variation = self._decode()
         self.timings.add(self.timings.decode, time.perf_counter() - started)
         if variation is not None:
-            self.pending, self.pending_from = variation, None
+            waiting_phrase = self.pending is not None and self.pending_from is not None
+            self.pending = variation  # a phrase still waiting for its bar line keeps waiting
+            self.pending_from = self.pending_from if waiting_phrase else None
 
     def set_phrase(self, phrase: Phrase, start_step: int) -> None:
         """Encode a new phrase and play its variation from ``start_step``."""
