@@ -7,6 +7,7 @@ latest.pt and previous.pt (the last two checkpoints, written atomically) and bes
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import math
 import os
@@ -215,6 +216,7 @@ class State:
     seconds: float = 0.0
 
 
+@functools.lru_cache(maxsize=2)
 def epoch_order(n: int, seed: int, epoch: int) -> np.ndarray:
     return np.random.default_rng([seed, epoch]).permutation(n)
 
@@ -237,7 +239,7 @@ def anneal_end(config: Config) -> int:
 
 
 class Stop(Exception):
-    """SIGTERM/SIGINT arrived: save and leave."""
+    """SIGTERM or SIGINT (also where a shell ignores SIGINT for background jobs)."""
 
 
 def raise_stop(signum, frame) -> None:
@@ -464,17 +466,18 @@ def run_training(args: argparse.Namespace) -> int:
               f"device {runtime.device}, {runtime.world} process(es), "
               f"GLSR {[(a.name, a.dim, round(a.mu, 3), round(a.sigma, 3)) for a in run.attributes]}"
               f"{f', resuming at step {run.state.step}' if checkpoint else ''}", flush=True)
-    previous = signal.signal(signal.SIGTERM, raise_stop)
+    previous = {sig: signal.signal(sig, raise_stop) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
         reason = train_loop(run, config.train.max_steps, config.train.max_minutes)
-    except (KeyboardInterrupt, Stop):
+    except Stop:
         run.checkpoint()
         if runtime.main:
             print(f"\nglsr-train: stopped at step {run.state.step}; continue with --resume",
                   file=sys.stderr)
         return EXIT_INTERRUPTED
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
     if not (args.out / "best.pt").exists():
         run.checkpoint("best.pt")  # runs shorter than the annealing still export something
     if runtime.main:
