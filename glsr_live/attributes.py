@@ -19,49 +19,53 @@ def _batch(tokens: np.ndarray) -> np.ndarray:
     return np.atleast_2d(np.asarray(tokens, dtype=np.int64))
 
 
-def _onset_pitches(tokens: np.ndarray, vocab: Vocabulary) -> np.ma.MaskedArray:
-    """(N, L) pitches at onsets, masked elsewhere."""
-    batch = _batch(tokens)
-    pitches = vocab.pitch_table()[batch].astype(float)
-    return np.ma.masked_less(pitches, 0)
+def _onsets(tokens: np.ndarray, vocab: Vocabulary) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(N, L) pitch per step (-1 off onsets), (N, L) onset mask, (N,) onset count."""
+    pitches = vocab.pitch_table()[_batch(tokens)]
+    onset = pitches >= 0
+    return pitches, onset, onset.sum(axis=1)
 
 
-def _finish(values: np.ma.MaskedArray | np.ndarray, tokens: np.ndarray) -> np.ndarray:
-    out = np.ma.filled(np.ma.asarray(values).astype(float), np.nan)
+def _finish(values: np.ndarray, count: np.ndarray, tokens: np.ndarray) -> np.ndarray:
+    """NaN where a sequence has no notes; a scalar for a single sequence."""
+    out = np.where(count > 0, values, np.nan).astype(float)
     return out if np.ndim(tokens) > 1 else out[0]
 
 
 def note_count(tokens: np.ndarray, vocab: Vocabulary, grid: Grid | None = None) -> np.ndarray:
     """Number of played notes (onsets): the paper's regularised attribute."""
-    batch = _batch(tokens)
-    return _finish((batch >= 2).sum(axis=1), tokens)
+    count = (_batch(tokens) >= 2).sum(axis=1).astype(float)
+    return count if np.ndim(tokens) > 1 else count[0]
 
 
 def mean_pitch(tokens: np.ndarray, vocab: Vocabulary, grid: Grid | None = None) -> np.ndarray:
     """Mean MIDI pitch of the played notes (one vote per onset): the register."""
-    return _finish(_onset_pitches(tokens, vocab).mean(axis=1), tokens)
+    pitches, onset, count = _onsets(tokens, vocab)
+    return _finish((pitches * onset).sum(axis=1) / np.maximum(count, 1), count, tokens)
 
 
 def highest_pitch(tokens: np.ndarray, vocab: Vocabulary, grid: Grid | None = None) -> np.ndarray:
-    return _finish(_onset_pitches(tokens, vocab).max(axis=1), tokens)
+    pitches, _, count = _onsets(tokens, vocab)
+    return _finish(pitches.max(axis=1), count, tokens)
 
 
 def lowest_pitch(tokens: np.ndarray, vocab: Vocabulary, grid: Grid | None = None) -> np.ndarray:
-    return _finish(_onset_pitches(tokens, vocab).min(axis=1), tokens)
+    pitches, onset, count = _onsets(tokens, vocab)
+    return _finish(np.where(onset, pitches, 128).min(axis=1), count, tokens)
 
 
 def pitch_range(tokens: np.ndarray, vocab: Vocabulary, grid: Grid | None = None) -> np.ndarray:
-    pitches = _onset_pitches(tokens, vocab)
-    return _finish(pitches.max(axis=1) - pitches.min(axis=1), tokens)
+    pitches, onset, count = _onsets(tokens, vocab)
+    spread = pitches.max(axis=1) - np.where(onset, pitches, 128).min(axis=1)
+    return _finish(spread, count, tokens)
 
 
 def black_key_count(tokens: np.ndarray, vocab: Vocabulary, grid: Grid | None = None) -> np.ndarray:
     """Played notes on black keys: the MIDI stand-in for the paper's sharps and flats."""
-    pitches = _onset_pitches(tokens, vocab)
-    black = np.isin(np.ma.filled(pitches, -1) % 12, BLACK_PITCH_CLASSES) & ~np.ma.getmaskarray(
-        pitches
-    )
-    return _finish(black.sum(axis=1), tokens)
+    table = vocab.pitch_table()
+    black = (table >= 0) & np.isin(table % 12, BLACK_PITCH_CLASSES)  # (K,) per token
+    count = black[_batch(tokens)].sum(axis=1).astype(float)
+    return count if np.ndim(tokens) > 1 else count[0]
 
 
 def metrical_weakness(grid: Grid, seq_len: int) -> np.ndarray:
@@ -86,19 +90,18 @@ def rhythmic_complexity(
     weakness = (onsets * metrical_weakness(grid, batch.shape[1])).sum(axis=1)
     beats = batch.shape[1] / grid.steps_per_beat
     value = np.where(count > 0, weakness / np.maximum(count, 1), 0.0) + count / beats
-    return _finish(value, tokens)
+    return value if np.ndim(tokens) > 1 else value[0]
 
 
 def silence_fraction(tokens: np.ndarray, vocab: Vocabulary, grid: Grid | None = None) -> np.ndarray:
-    """Fraction of steps that are silent (rest, or a hold of a rest)."""
+    """Fraction of steps that are silent (a rest, or holds that follow one)."""
     batch = _batch(tokens)
-    sounding = np.zeros(batch.shape[0], dtype=bool)
-    silent = np.zeros(batch.shape, dtype=bool)
-    for step in range(batch.shape[1]):
-        token = batch[:, step]
-        sounding = (token >= 2) | ((token == HOLD) & sounding)
-        silent[:, step] = ~sounding
-    return _finish(silent.mean(axis=1), tokens)
+    steps = np.arange(batch.shape[1])
+    # index of the last token at or before each step that is not a hold (-1: none yet)
+    last = np.maximum.accumulate(np.where(batch != HOLD, steps, -1), axis=1)
+    sounding = (last >= 0) & (np.take_along_axis(batch, np.maximum(last, 0), axis=1) >= 2)
+    silent = (~sounding).mean(axis=1)
+    return silent if np.ndim(tokens) > 1 else silent[0]
 
 
 ATTRIBUTES: dict[str, Attribute] = {
