@@ -149,6 +149,7 @@ def export(run: Path, out: Path, checkpoint_name: str = "best.pt") -> dict:
     sample = windows[np.random.default_rng(0).permutation(len(windows))[:20000]]
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}-"))
+    staging.chmod(0o755)  # mkdtemp makes it private; a model directory is meant to be shared
     try:
         export_graphs(model, staging)
         (staging / "model.json").write_text(json.dumps({"format_version": FORMAT_VERSION}))
