@@ -48,12 +48,13 @@ def test_hostile_stream_through_jack(tiny_model_dir, tmp_path):
         os.environ.update(JACK_DEFAULT_SERVER=server, JACK_NO_START_SERVER="1")
         daemon = subprocess.Popen(
             [sys.executable, "-m", "glsr_live.cli", "run", "--api", "jack", "--quiet", "--bpm",
-             "300", "--model", str(tiny_model_dir), "--preset", str(preset)],
+             "300", "--model", str(tiny_model_dir), "--preset", str(preset), "--virtual-in",
+             "fuzz in", "--virtual-out", "fuzz out"],
             env=env, stderr=subprocess.PIPE, text=True)
         backend = mido.Backend(JACK_BACKEND, load=True)
         try:
-            to_daemon = backend.open_output(wait_for_port(backend, "output", "glsr-live in"))
-            listen = backend.open_input(wait_for_port(backend, "input", "glsr-live out"))
+            to_daemon = backend.open_output(wait_for_port(backend, "output", "fuzz in"))
+            listen = backend.open_input(wait_for_port(backend, "input", "fuzz out"))
             time.sleep(0.3)
             received, sent = [], 0
             for _, message in hostile_stream(7, 5000):

@@ -57,13 +57,14 @@ def test_input_peer_killed_and_restarted_is_reconnected(tiny_model_dir, tmp_path
         peer = start_peer(env)
         daemon = subprocess.Popen(
             [sys.executable, "-m", "glsr_live.cli", "run", "--api", "jack", "--quiet", "--in",
-             "keys", "--model", str(tiny_model_dir), "--preset", str(passthrough_preset(tmp_path))],
+             "keys", "--model", str(tiny_model_dir), "--preset", str(passthrough_preset(tmp_path)),
+             "--virtual-out", "reconnect out"],
             env=env, stderr=subprocess.PIPE, text=True)
         log = Lines(daemon.stderr)
         try:
             os.environ.update(JACK_DEFAULT_SERVER=server, JACK_NO_START_SERVER="1")
             backend = mido.Backend(JACK_BACKEND, load=True)
-            listen = backend.open_input(wait_for_port(backend, "input", "glsr-live out"))
+            listen = backend.open_input(wait_for_port(backend, "input", "reconnect out"))
             assert log.wait_for("Ctrl-C stops", 20)
             peer.kill()
             peer.wait()
@@ -88,6 +89,8 @@ def test_input_peer_killed_and_restarted_is_reconnected(tiny_model_dir, tmp_path
         assert daemon.returncode == 0
 
 
+@pytest.mark.xfail(strict=False, reason="libjack sometimes kills the client with SIGSEGV when "
+                   "the server dies, before glsr-live can notice (seen in CI); see issue 6")
 def test_jack_server_going_away_is_a_clear_exit(tiny_model_dir):
     with jack_server(private=True) as server:
         env = {**os.environ, "JACK_DEFAULT_SERVER": server, "JACK_NO_START_SERVER": "1"}
