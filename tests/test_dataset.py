@@ -13,8 +13,6 @@ import pytest
 from glsr_live.tokens import is_canonical, notes_to_tokens, tokens_to_notes
 from training.dataset import SPLITS, DatasetSettings, build, melody_key
 
-CACHE_ENV = {}
-
 
 def dataset_cli(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run(["glsr-dataset", *args], capture_output=True, text=True, timeout=600)
