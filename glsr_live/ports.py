@@ -82,6 +82,11 @@ def no_system_message(api: str, error: Exception) -> str:
            f"; {hint}"
 
 
+def is_ours(port_name: str) -> bool:
+    """A port of this program's own client (ALSA and JACK name ports 'client:port')."""
+    return port_name.split(":", 1)[0].strip().startswith(CLIENT_NAME) and ":" in port_name
+
+
 def match_port(query: str, names: list[str], kind: str) -> str:
     """The one port whose name equals or contains ``query`` (case-insensitive)."""
     if query in names:
@@ -119,7 +124,8 @@ def open_port(backend: mido.Backend, request: PortRequest, api: str):
 
 def _open(backend: mido.Backend, request: PortRequest, resolved: str):
     if request.name is not None:
-        name = match_port(request.name, _names(backend, request.kind, resolved), request.kind)
+        others = [n for n in _names(backend, request.kind, resolved) if not is_ours(n)]
+        name = match_port(request.name, others, request.kind)
         opener = backend.open_input if request.kind == "input" else backend.open_output
         return opener(name)  # mido makes any port with a client_name virtual
     if resolved == "winmm":

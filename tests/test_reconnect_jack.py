@@ -141,3 +141,42 @@ def test_learn_maps_a_moved_knob_and_writes_the_preset(tiny_model_dir, tmp_path)
 
         knobs = load_preset(preset, {"notes", "register"}).knobs
         assert [(k.cc, k.target, k.channel) for k in knobs] == [(30, "register", 1)]
+
+
+SINK = ("import sys, time, mido\n"
+        "b = mido.Backend('mido.backends.rtmidi/UNIX_JACK', load=True)\n"
+        "p = b.open_input('sink', virtual=True, client_name='sink')\n"
+        "print('ready', flush=True)\n"
+        "time.sleep(600)\n")
+
+
+def start_sink(env) -> subprocess.Popen:
+    sink = subprocess.Popen([sys.executable, "-c", SINK], env=env, stdout=subprocess.PIPE,
+                            text=True)
+    assert sink.stdout.readline().strip() == "ready"
+    return sink
+
+
+def test_output_peer_going_away_blocks_nothing_and_is_reconnected(tiny_model_dir):
+    with jack_server() as server:
+        env = {**os.environ, "JACK_DEFAULT_SERVER": server, "JACK_NO_START_SERVER": "1"}
+        sink = start_sink(env)
+        daemon = subprocess.Popen(
+            [sys.executable, "-m", "glsr_live.cli", "run", "--api", "jack", "--quiet", "--out",
+             "sink", "--virtual-in", "sinktest in", "--model", str(tiny_model_dir)],
+            env=env, stderr=subprocess.PIPE, text=True)
+        log = Lines(daemon.stderr)
+        try:
+            assert log.wait_for("Ctrl-C stops", 20), log.lines
+            sink.kill()
+            sink.wait()
+            assert log.wait_for("output port", 5) and log.wait_for("lost", 5), log.lines
+            time.sleep(1.0)
+            assert daemon.poll() is None  # still running, nothing blocked
+            sink = start_sink(env)
+            assert log.wait_for("reconnected", 5), log.lines
+        finally:
+            sink.kill()
+            daemon.terminate()
+            daemon.wait(timeout=10)
+        assert daemon.returncode == 0
