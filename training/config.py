@@ -77,6 +77,7 @@ class GLSRConfig:
     axis_spread: float = 2.0  # also regularise this far along each axis from the posterior
     prior_range: float = 6.0  # width of the prior's range the attribute range is spread over
     gradient: str = "exact"  # or "finite_difference" (central, float32-safe step 1e-2)
+    sharpness: float = 1.0  # expectations under softmax(logits / sharpness); < 1 nears argmax
 
 
 @dataclass
@@ -132,6 +133,8 @@ def _glsr(values: dict) -> GLSRConfig:
         if not isinstance(attributes, list):
             raise ConfigError("[glsr] attributes must be an array of tables")
         config.attributes = [_build(AttributeConfig, a, "glsr.attributes") for a in attributes]
+    if config.sharpness <= 0:
+        raise ConfigError("[glsr] sharpness must be positive")
     if config.gradient not in ("exact", "finite_difference"):
         raise ConfigError("[glsr] gradient must be 'exact' or 'finite_difference'")
     from .glsr import EXPECTATIONS

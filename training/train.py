@@ -143,8 +143,10 @@ def objective(model: GLSRVAE, tokens: torch.Tensor, attributes: list[Regularised
         sub = spread_along_axes(z[: config.glsr.batch], attributes, config.glsr.axis_spread)
         estimator = GRADIENT_ESTIMATORS[config.glsr.gradient]
         unrolled = sub.device.type == "cuda" and estimator is attribute_gradients
+        sharpness = config.glsr.sharpness
         gradients = estimator(  # unrolled: cuDNN has no double backward
-            lambda zz: model.decode(zz, twice_differentiable=unrolled), sub, attributes, pitches)
+            lambda zz: model.decode(zz, twice_differentiable=unrolled) / sharpness, sub,
+            attributes, pitches)
         penalty = glsr_penalty(gradients, attributes)  # (n_attributes,)
         loss = loss + alpha * penalty.sum()
         for attribute, value, grad in zip(attributes, penalty, gradients.mean(0), strict=True):
