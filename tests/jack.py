@@ -31,7 +31,7 @@ def jack_server(private: bool = False):
     if shutil.which("jackd") is None:
         raise RuntimeError("jackd is not installed: apt-get install jackd2 (see .ci/run)")
     name = f"glsr-test-{uuid.uuid4().hex[:8]}"
-    process = subprocess.Popen(["jackd", "-n", name, "-d", "dummy", "-r", "48000", "-p", "64"],
+    process = subprocess.Popen(["jackd", "-n", name, "-d", "dummy", "-r", "48000", "-p", "512"],
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         for _ in range(100):
