@@ -128,7 +128,12 @@ def cmd_render(args: argparse.Namespace) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     from .live import run_live
 
-    return run_live(args, args.model or default_model(), args.preset or default_preset())
+    code = run_live(args, args.model or default_model(), args.preset or default_preset())
+    # Every note is off and the ports are closed; JACK's native threads can still stall the
+    # interpreter's teardown (seen as a daemon that outlives SIGTERM), so leave at once.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 def cmd_learn(args: argparse.Namespace) -> int:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+import threading
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -27,13 +29,23 @@ def status_printer(stream=sys.stderr):
     return show
 
 
-def close_quietly(*ports) -> None:
-    """Close ports whose MIDI system may already be gone."""
-    for port in ports:
-        try:
-            port.close()
-        except Exception:  # rtmidi raises when the server vanished; nothing left to close
-            pass
+def close_quietly(*ports, timeout: float = 2.0) -> bool:
+    """Close ports whose MIDI system may be gone or stuck; False if closing did not finish.
+
+    Closing a JACK client can block when the server is in trouble; by then every note is
+    already off, so the caller may leave without waiting for it.
+    """
+    def close_all() -> None:
+        for port in ports:
+            try:
+                port.close()
+            except Exception:  # rtmidi raises when the server vanished; nothing left to close
+                pass
+
+    closer = threading.Thread(target=close_all, daemon=True)
+    closer.start()
+    closer.join(timeout)
+    return not closer.is_alive()
 
 
 def make_engine(model: Model, preset: Preset, clock_kind: str, bpm: float) -> Engine:
@@ -75,21 +87,23 @@ def run_live(args: argparse.Namespace, model_dir: Path, preset_path: Path) -> in
           f"out '{outport.name}' channel {preset.options.channel}, "
           f"{'MIDI clock' if args.clock == 'midi' else f'{args.bpm:g} BPM'}; Ctrl-C stops",
           file=sys.stderr, flush=True)
+    code = EXIT_OK
     try:
         daemon.run()
     except PortError as error:  # the MIDI system went away under us
         print(f"\nglsr-live run: {error}; exiting", file=sys.stderr)
-        return EXIT_MIDI_LOST
+        code = EXIT_MIDI_LOST
     except Exception as error:  # notes are already closed by run(); report in one line
         print(f"\nglsr-live run: engine error: {type(error).__name__}: {error}; all notes "
               "were closed", file=sys.stderr)
-        return EXIT_ENGINE_ERROR
-    finally:
-        time.sleep(0.01)  # let the last note-offs leave before the port goes away
-        close_quietly(inport, outport)
+        code = EXIT_ENGINE_ERROR
+    time.sleep(0.05)  # let the last note-offs leave before the ports go away
     if not args.quiet:
         print(file=sys.stderr)
-    return EXIT_OK
+    if not close_quietly(inport, outport):
+        sys.stderr.flush()
+        os._exit(code)  # a stuck MIDI client must not keep a stopped daemon alive
+    return code
 
 
 # ---------------------------------------------------------------- learn

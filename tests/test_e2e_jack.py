@@ -85,7 +85,7 @@ def daemon_ports(jack_env, request):
     except TimeoutError:
         process.kill()
         pytest.fail("daemon ports did not appear: " + process.communicate()[1][-2000:])
-    time.sleep(0.3)
+    time.sleep(1.0)
     yield process, to_daemon, from_daemon
     if process.poll() is None:
         process.kill()
@@ -98,8 +98,11 @@ def daemon_ports(jack_env, request):
 def test_note_count_knob_raises_note_count_and_sigterm_closes_everything(daemon_ports):
     process, to_daemon, from_daemon = daemon_ports
     received = collect(from_daemon, 0.2)  # the start-up All Notes Off
-    play_phrase(to_daemon)
-    received += collect(from_daemon, 0.5 * LOOP)  # the variation starts at the phrase end
+    for _ in range(3):  # JACK connects new ports asynchronously: replay if nothing came back
+        play_phrase(to_daemon)
+        received += collect(from_daemon, 1.5 * LOOP)  # the variation starts at the phrase end
+        if note_ons(received):
+            break
     counts = []
     for previous, value in ((64, 0), (0, 127)):
         sweep_knob(to_daemon, 20, previous, value)
