@@ -152,7 +152,6 @@ def export(run: Path, out: Path, checkpoint_name: str = "best.pt") -> dict:
     staging.chmod(0o755)  # mkdtemp makes it private; a model directory is meant to be shared
     try:
         export_graphs(model, staging)
-        (staging / "model.json").write_text(json.dumps({"format_version": FORMAT_VERSION}))
         info = model_json(checkpoint, windows, latent_stats(model, sample), run,
                           attribute_summary(sample, dataset), parity={})
         (staging / "model.json").write_text(json.dumps(info, indent=1))
