@@ -1,58 +1,139 @@
-"""A private JACK server (dummy driver) for end-to-end tests, and a MIDI client in this process."""
+"""A JACK server (dummy driver) for end-to-end tests, and MIDI peers in processes of their own."""
 
 from __future__ import annotations
 
 import os
+import queue
 import shutil
 import subprocess
+import sys
+import threading
 import time
-import uuid
 from contextlib import contextmanager
+from pathlib import Path
 
 import mido
 
-JACK_BACKEND = "mido.backends.rtmidi/UNIX_JACK"
+PEER = Path(__file__).with_name("peer.py")
+
+
+def jack_env(server: str) -> dict:
+    """The environment of a process that must talk to JACK server ``server`` and no other."""
+    return {**os.environ, "JACK_DEFAULT_SERVER": server, "JACK_NO_START_SERVER": "1"}
 
 
 def jack_reachable(server: str) -> bool:
-    env = {**os.environ, "JACK_DEFAULT_SERVER": server, "JACK_NO_START_SERVER": "1"}
     probe = "import rtmidi; rtmidi.MidiIn(rtmidi.API_UNIX_JACK).delete()"
-    done = subprocess.run(["python", "-c", probe], env=env, capture_output=True, timeout=20)
+    done = subprocess.run([sys.executable, "-c", probe], env=jack_env(server),
+                          capture_output=True, timeout=20)
     return done.returncode == 0
+
+
+SERVER_SLOTS = 8  # jack2's registry holds 8 servers
+
+
+def start_server(name: str) -> subprocess.Popen | None:
+    """jackd on the dummy driver without realtime threads; None if it did not come up.
+
+    -r: with realtime scheduling, a client thread of the daemon often never woke on these
+    machines (jackd logged "not finished, state = Triggered" every cycle, no MIDI flowed: about
+    every second start under load); without it 1 start in 15. See README, When things go wrong.
+    """
+    process = subprocess.Popen(["jackd", "-r", "-n", name, "-d", "dummy", "-r", "48000",
+                                "-p", "512"], stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
+    for _ in range(100):
+        if jack_reachable(name):
+            return process
+        if process.poll() is not None:  # e.g. "Too many servers already active"
+            return None
+        time.sleep(0.1)
+    process.terminate()
+    return None
 
 
 @contextmanager
 def jack_server(private: bool = False):
-    """Use $JACK_DEFAULT_SERVER when it answers (CI starts one), else start a private one."""
+    """Use $JACK_DEFAULT_SERVER when it answers (CI starts one), else start a private one.
+
+    Private servers take names from a fixed set: jackd reclaims a dead server's registry entry
+    only under the same name, so fresh random names would fill jack2's 8 slots over runs.
+    """
     existing = os.environ.get("JACK_DEFAULT_SERVER")
     if existing and not private and jack_reachable(existing):
         yield existing
         return
     if shutil.which("jackd") is None:
         raise RuntimeError("jackd is not installed: apt-get install jackd2 (see .ci/run)")
-    name = f"glsr-test-{uuid.uuid4().hex[:8]}"
-    process = subprocess.Popen(["jackd", "-n", name, "-d", "dummy", "-r", "48000", "-p", "512"],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    for slot in range(SERVER_SLOTS):
+        name = f"glsr-test-{slot}"
+        if jack_reachable(name):
+            continue  # in use by another test session
+        process = start_server(name)
+        if process is not None:
+            break
+    else:
+        raise RuntimeError("no private JACK server could be started (jack2 registry full?)")
     try:
-        for _ in range(100):
-            if jack_reachable(name):
-                break
-            time.sleep(0.1)
-        else:
-            raise RuntimeError("the private JACK server did not come up")
         yield name
     finally:
         process.terminate()
         process.wait(timeout=10)
 
 
-def wait_for_port(backend: mido.Backend, kind: str, fragment: str, timeout: float = 20.0
-                  ) -> str:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        names = backend.get_output_names() if kind == "output" else backend.get_input_names()
-        found = [n for n in names if fragment in n]
-        if found:
-            return found[0]
-        time.sleep(0.1)
-    raise TimeoutError(f"no JACK {kind} port like {fragment!r} appeared")
+class Peer:
+    """tests/peer.py in its own process: a JACK client that sends or listens for the test."""
+
+    def __init__(self, env: dict, mode: str, fragment: str = ""):
+        self.process = subprocess.Popen(
+            [sys.executable, str(PEER), mode, fragment], env=env, stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE, text=True)
+        self.lines: queue.Queue[str] = queue.Queue()
+        self.messages: list[tuple[float, mido.Message]] = []
+        self.lock = threading.Lock()
+        threading.Thread(target=self._read, daemon=True).start()
+        first = self._next_line(30.0)
+        if first != "ready":
+            self.close()
+            raise TimeoutError(f"JACK peer {mode} {fragment!r} did not open its port: {first!r}")
+
+    def _read(self) -> None:
+        for line in self.process.stdout:
+            line = line.strip()
+            if line in ("ready", "missing", "done"):
+                self.lines.put(line)
+                continue
+            with self.lock:
+                self.messages.append((time.perf_counter(), mido.Message.from_hex(line)))
+        self.lines.put("exited")
+
+    def _next_line(self, timeout: float) -> str:
+        try:
+            return self.lines.get(timeout=timeout)
+        except queue.Empty:
+            return "timeout"
+
+    def command(self, line: str, timeout: float = 30.0) -> None:
+        """Send a command and wait until the peer has carried it out (``hex`` lines do not wait)."""
+        self.process.stdin.write(line + "\n")
+        self.process.stdin.flush()
+        if not line.startswith("hex") and self._next_line(timeout) != "done":
+            raise TimeoutError(f"JACK peer did not carry out {line!r}")
+
+    def collect(self, seconds: float) -> list[mido.Message]:
+        """Wait ``seconds``, then take every message received so far."""
+        time.sleep(seconds)
+        return self.take()
+
+    def take(self) -> list[mido.Message]:
+        with self.lock:
+            taken, self.messages = self.messages, []
+        return [message for _, message in taken]
+
+    def kill(self) -> None:
+        self.process.kill()
+        self.process.wait()
+
+    def close(self) -> None:
+        if self.process.poll() is None:
+            self.kill()

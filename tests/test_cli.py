@@ -8,7 +8,7 @@ import sys
 
 import mido
 import pytest
-from jack import jack_server
+from jack import jack_env, jack_server
 
 from glsr_live.midifile import read_notes
 
@@ -84,8 +84,7 @@ def test_run_with_a_bad_preset_is_one_line(tiny_model_dir, tmp_path):
 @pytest.mark.jack
 def test_ports_and_unknown_port_names_through_jack(tiny_model_dir):
     with jack_server() as name:
-        env = {**__import__("os").environ, "JACK_DEFAULT_SERVER": name,
-               "JACK_NO_START_SERVER": "1"}
+        env = jack_env(name)
         listing = glsr_live("ports", "--api", "jack", "--json", env=env)
         assert listing.returncode == 0, listing.stderr
         assert set(json.loads(listing.stdout)["jack"]) == {"inputs", "outputs"}

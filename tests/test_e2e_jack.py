@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
@@ -10,10 +9,9 @@ import time
 import uuid
 from pathlib import Path
 
-import mido
 import pytest
 from conftest import ROOT, open_notes
-from jack import JACK_BACKEND, jack_server, wait_for_port
+from jack import Peer, jack_env, jack_server
 
 SHIPPED = ROOT / "presets" / "models" / "bach-soprano"
 BPM = 240.0
@@ -23,11 +21,9 @@ pytestmark = pytest.mark.jack
 
 
 @pytest.fixture(scope="module")
-def jack_env():
-    with jack_server(private=True) as name:  # on CI's shared server this test saw no MIDI
-        os.environ["JACK_DEFAULT_SERVER"] = name
-        os.environ["JACK_NO_START_SERVER"] = "1"
-        yield {**os.environ}
+def jack_env_private():
+    with jack_server(private=True) as name:
+        yield jack_env(name)
 
 
 def start_daemon(env: dict, model: Path, tag: str) -> subprocess.Popen:
@@ -39,82 +35,78 @@ def start_daemon(env: dict, model: Path, tag: str) -> subprocess.Popen:
                             text=True)
 
 
-def collect(port, seconds: float) -> list[mido.Message]:
-    out, deadline = [], time.perf_counter() + seconds
-    while time.perf_counter() < deadline:
-        out += list(port.iter_pending())
-        time.sleep(0.001)
-    return out
-
-
 def note_ons(messages) -> int:
     return sum(m.type == "note_on" and m.velocity > 0 for m in messages)
 
 
-def sweep_knob(port, cc: int, start: int, stop: int) -> None:
-    """Move a knob like a hand does, so soft takeover picks it up on the way."""
-    step = 1 if stop >= start else -1
-    for value in range(start, stop + step, step * 4):
-        port.send(mido.Message("control_change", control=cc, value=value))
-        time.sleep(0.002)
-    port.send(mido.Message("control_change", control=cc, value=stop))
+PHRASE = f"phrase {BPM} 67 69 71 72 74 72 71 69"  # two bars of quarter notes
 
 
-def play_phrase(port) -> None:
-    """Two bars of quarter notes, as a player would send them."""
-    started = time.perf_counter()
-    for index, pitch in enumerate([67, 69, 71, 72, 74, 72, 71, 69]):
-        while time.perf_counter() < started + index * 4 * STEP:
-            time.sleep(0.0005)
-        port.send(mido.Message("note_on", note=pitch, velocity=90))
-        time.sleep(3 * STEP)
-        port.send(mido.Message("note_off", note=pitch))
+def start_playing(env: dict, model: Path):
+    """Daemon and peers, the phrase played until its variation comes back.
+
+    Returns (daemon, sender, listener, messages so far), or None when no MIDI came back: then
+    everything started here is stopped again. JACK connects new ports asynchronously, so the
+    phrase is replayed once; see README, "When things go wrong", for a JACK client that never wakes.
+    """
+    tag = f"e2e-{uuid.uuid4().hex[:6]}"
+    process = start_daemon(env, model, tag)
+    peers = []
+    try:
+        peers.append(Peer(env, "send", f"{tag} in"))
+        peers.append(Peer(env, "listen", f"{tag} out"))
+        time.sleep(1.0)
+        to_daemon, from_daemon = peers
+        received = from_daemon.collect(0.2)
+        for _ in range(2):
+            to_daemon.command(PHRASE)
+            received += from_daemon.collect(1.5 * LOOP)  # the variation starts at the phrase end
+            if note_ons(received):
+                return process, to_daemon, from_daemon, received
+    except TimeoutError as error:
+        print(error)
+    process.kill()
+    print("no MIDI came back; daemon stderr:", process.communicate()[1][-2000:])
+    for peer in peers:
+        peer.close()
+    return None
 
 
 @pytest.fixture
-def daemon_ports(jack_env, request):
+def daemon_ports(jack_env_private, request):
     model = request.param
     if not model.exists():
         pytest.skip(f"{model} is not built")
-    tag = f"e2e-{uuid.uuid4().hex[:6]}"
-    process = start_daemon(jack_env, model, tag)
-    backend = mido.Backend(JACK_BACKEND, load=True)
-    try:
-        to_daemon = backend.open_output(wait_for_port(backend, "output", f"{tag} in"))
-        from_daemon = backend.open_input(wait_for_port(backend, "input", f"{tag} out"))
-    except TimeoutError:
-        process.kill()
-        pytest.fail("daemon ports did not appear: " + process.communicate()[1][-2000:])
-    time.sleep(1.0)
-    yield process, to_daemon, from_daemon
+    for _ in range(3):
+        started = start_playing(jack_env_private, model)
+        if started is not None:
+            break
+    else:
+        pytest.fail("no MIDI came back from the daemon in 3 starts")
+    yield started
+    process, *peers, _ = started
     if process.poll() is None:
         process.kill()
         process.wait()
-    to_daemon.close()
-    from_daemon.close()
+    for peer in peers:
+        peer.close()
 
 
 @pytest.mark.parametrize("daemon_ports", [SHIPPED], indirect=True)
 def test_note_count_knob_raises_note_count_and_sigterm_closes_everything(daemon_ports):
-    process, to_daemon, from_daemon = daemon_ports
-    received = collect(from_daemon, 0.2)  # the start-up All Notes Off
-    for _ in range(3):  # JACK connects new ports asynchronously: replay if nothing came back
-        play_phrase(to_daemon)
-        received += collect(from_daemon, 1.5 * LOOP)  # the variation starts at the phrase end
-        if note_ons(received):
-            break
+    process, to_daemon, from_daemon, received = daemon_ports
     counts = []
     for previous, value in ((64, 0), (0, 127)):
-        sweep_knob(to_daemon, 20, previous, value)
-        received += collect(from_daemon, 0.5 * LOOP)  # let the change settle in
-        loops = collect(from_daemon, 2 * LOOP)
+        to_daemon.command(f"sweep 20 {previous} {value}")  # soft takeover picks it up on the way
+        received += from_daemon.collect(0.5 * LOOP)  # let the change settle in
+        loops = from_daemon.collect(2 * LOOP)
         received += loops
         counts.append(note_ons(loops) / 2)
     print("note counts low, high:", counts)
     assert counts[1] >= counts[0] + 2, counts
     process.send_signal(signal.SIGTERM)
     process.wait(timeout=10)
-    received += collect(from_daemon, 0.3)
+    received += from_daemon.collect(0.3)
     assert process.returncode == 0, process.stderr.read()[-2000:]
     assert note_ons(received) > 0
     assert not open_notes(received)

@@ -128,6 +128,26 @@ def glsr_penalty(gradients: torch.Tensor, attributes: list[RegularisedAttribute]
     return (0.5 * ((gradients - mu) / sigma).pow(2)).mean(dim=0)
 
 
+def ordering_penalty(latent: torch.Tensor, attribute: torch.Tensor, delta: float = 10.0
+                     ) -> torch.Tensor:
+    """AR-VAE's attribute regulariser (Pati & Lerch 2020): latent (B,), attribute (B,) -> ().
+
+    Mean |tanh(delta * (z_i - z_j)) - sign(a_i - a_j)| over all pairs of the batch: it asks the
+    encoder to order phrases along the axis by their attribute. GLSR shapes the decoder only; this
+    makes the encoder put a phrase where the decoder's axis says its attribute belongs.
+    """
+    latent_gaps = latent[:, None] - latent[None, :]  # (B, B)
+    attribute_gaps = attribute[:, None] - attribute[None, :]  # (B, B)
+    return (torch.tanh(delta * latent_gaps) - torch.sign(attribute_gaps)).abs().mean()
+
+
+def token_attributes(tokens: torch.Tensor, attributes: list[RegularisedAttribute],
+                     pitches: torch.Tensor) -> torch.Tensor:
+    """tokens (B, L) -> (B, n_attributes): the data's attributes (expectations at one-hot)."""
+    one_hot = torch.nn.functional.one_hot(tokens, pitches.shape[0]).to(torch.float32)
+    return torch.stack([EXPECTATIONS[a.name](one_hot, pitches) for a in attributes], dim=1)
+
+
 def spread_along_axes(
     z: torch.Tensor, attributes: list[RegularisedAttribute], spread: float
 ) -> torch.Tensor:

@@ -36,7 +36,9 @@ from .glsr import (
     RegularisedAttribute,
     attribute_gradients,
     glsr_penalty,
+    ordering_penalty,
     spread_along_axes,
+    token_attributes,
 )
 from .metrics import spearman, token_accuracy
 from .model import GLSRVAE, ModelArgs, kl_per_dim, reparameterise
@@ -152,8 +154,21 @@ def objective(model: GLSRVAE, tokens: torch.Tensor, attributes: list[Regularised
         for attribute, value, grad in zip(attributes, penalty, gradients.mean(0), strict=True):
             parts[f"glsr_{attribute.name}"] = value.item()
             parts[f"slope_{attribute.name}"] = grad.item()
+    weight = alpha / config.anneal.alpha_max * config.glsr.encoder_alignment if alpha else 0.0
+    if attributes and weight > 0:
+        alignment = encoder_alignment(mu, tokens, attributes, pitches)
+        loss = loss + weight * alignment
+        parts["align"] = alignment.item()
     parts["alpha"] = alpha
     return StepResult(loss, parts)
+
+
+def encoder_alignment(mu: torch.Tensor, tokens: torch.Tensor,
+                      attributes: list[RegularisedAttribute], pitches: torch.Tensor
+                      ) -> torch.Tensor:
+    """Sum over regularised attributes of the ordering term between mu_dim and the data."""
+    values = token_attributes(tokens, attributes, pitches)  # (B, n_attributes)
+    return sum(ordering_penalty(mu[:, a.dim], values[:, i]) for i, a in enumerate(attributes))
 
 
 def all_reduce_gradients(model: torch.nn.Module, runtime: Runtime) -> None:
