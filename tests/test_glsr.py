@@ -8,6 +8,8 @@ from training.glsr import (
     attribute_gradients,
     finite_difference_gradients,
     glsr_penalty,
+    ordering_penalty,
+    token_attributes,
 )
 from training.model import GLSRVAE, ModelArgs, unrolled_lstm
 
@@ -78,3 +80,21 @@ def test_unrolled_lstm_equals_torch_lstm():
     inputs = model.decoder_inputs(torch.randn(3, 4, dtype=torch.float64))
     expected, _ = model.decoder(inputs)
     assert torch.allclose(unrolled_lstm(model.decoder, inputs), expected, atol=1e-12)
+
+
+def test_ordering_term_rewards_a_latent_ordered_like_its_attribute():
+    attribute = torch.tensor([1.0, 4.0, 2.0, 7.0, 5.0])
+    ordered = ordering_penalty(attribute / 2, attribute)
+    reversed_ = ordering_penalty(-attribute / 2, attribute)
+    assert ordered < 0.25 < 1.5 < reversed_
+
+
+def test_token_attributes_are_the_data_attributes():
+    from glsr_live.attributes import compute
+    from glsr_live.tokens import Grid
+
+    pitches = torch.tensor([-1, -1] + list(range(57, 82)))
+    tokens = torch.randint(0, VOCAB.size, (6, 32))
+    values = token_attributes(tokens, ATTRIBUTES, pitches)  # (6, 2)
+    notes = compute("notes", tokens.numpy(), VOCAB, Grid())
+    assert torch.allclose(values[:, 0], torch.as_tensor(notes, dtype=torch.float32))
