@@ -150,3 +150,18 @@ def test_checkpoints_carry_what_rebuilds_the_model(tiny_model_dir):
     assert {"model", "model_args", "config", "vocab", "attributes", "state"} <= set(checkpoint)
     model = load_model(checkpoint)
     assert sum(p.numel() for p in model.parameters()) > 0
+
+
+def test_init_fine_tunes_from_weights_and_refuses_another_shape(tiny_model_dir, tmp_path):
+    weights = tiny_model_dir.parent / "run" / "best.pt"
+    done = train("--config", str(ROOT / "presets/train/tiny.toml"), "--init", str(weights),
+                 "--out", str(tmp_path / "tuned"), "--max-steps", "10")
+    assert done.returncode == 0, done.stderr[-2000:]
+    first = json.loads((tmp_path / "tuned" / "metrics.jsonl").read_text().splitlines()[0])
+    assert first["step"] == 10  # a new run: its own schedule from step 0
+    wider = tmp_path / "wider.toml"
+    wider.write_text((ROOT / "presets/train/tiny.toml").read_text().replace("hidden = 16",
+                                                                            "hidden = 24"))
+    done = train("--config", str(wider), "--init", str(weights), "--out", str(tmp_path / "w"))
+    assert done.returncode == 2 and "another shape" in done.stderr
+    assert "Traceback" not in done.stderr

@@ -27,7 +27,7 @@ from glsr_live.attributes import compute
 from glsr_live.tokens import HOLD, Vocabulary
 
 from . import config as config_module
-from .checkpoint import CheckpointError, load_latest, save_checkpoint
+from .checkpoint import CheckpointError, load_checkpoint, load_latest, save_checkpoint
 from .config import Config, ConfigError
 from .corpus import CorpusError
 from .dataset import Dataset, DatasetSettings, build
@@ -387,7 +387,8 @@ def load_windows(config: Config, dataset: Dataset) -> tuple[np.ndarray, np.ndarr
     return train, val
 
 
-def make_run(config: Config, out: Path, runtime: Runtime, resume: dict | None) -> Run:
+def make_run(config: Config, out: Path, runtime: Runtime, resume: dict | None,
+             init: dict | None = None) -> Run:
     settings = DatasetSettings(corpus=config.data.corpus, seq_len=config.data.seq_len,
                                stride=config.data.stride, track=config.data.track)
     dataset = build(settings, progress=runtime.main)
@@ -398,6 +399,13 @@ def make_run(config: Config, out: Path, runtime: Runtime, resume: dict | None) -
     args = ModelArgs(vocab_size=dataset.vocab.size, seq_len=config.data.seq_len,
                      **config.model.__dict__)
     model = GLSRVAE(args).to(runtime.device)
+    if init is not None:  # fine-tuning: weights only, a fresh optimiser and schedule
+        check_same_data(init, dataset.vocab)
+        try:
+            model.load_state_dict(init["model"])
+        except RuntimeError:
+            raise ConfigError("--init: that checkpoint's model has another shape than "
+                              "[model] here") from None
     if runtime.world > 1:  # every rank starts from rank 0's weights
         for tensor in model.state_dict().values():
             dist.broadcast(tensor, 0)
@@ -429,6 +437,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--config", type=Path, help="training TOML (presets/train/*.toml)")
     parser.add_argument("--out", type=Path, required=True, help="run directory")
     parser.add_argument("--resume", action="store_true", help="continue the run in --out")
+    parser.add_argument("--init", type=Path, metavar="CHECKPOINT",
+                        help="start a new run from these weights (fine-tuning)")
     parser.add_argument("--max-steps", type=int, help="override train.max_steps")
     parser.add_argument("--max-minutes", type=float, help="override train.max_minutes")
     parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
@@ -474,7 +484,8 @@ def run_training(args: argparse.Namespace) -> int:
         args.out.mkdir(parents=True, exist_ok=True)
         (args.out / "config.json").write_text(json.dumps(
             {**config.to_dict(), "digest": config.digest()}, indent=2))
-    run = make_run(config, args.out, runtime, checkpoint)
+    init = load_checkpoint(args.init) if args.init and checkpoint is None else None
+    run = make_run(config, args.out, runtime, checkpoint, init)
     if runtime.main and checkpoint is not None:
         forget_metrics_after(args.out / "metrics.jsonl", run.state.step)
     if runtime.main:
