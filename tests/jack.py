@@ -9,10 +9,12 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 from contextlib import contextmanager
 from pathlib import Path
 
 import mido
+import pytest
 
 PEER = Path(__file__).with_name("peer.py")
 
@@ -123,9 +125,6 @@ class Peer:
     def collect(self, seconds: float) -> list[mido.Message]:
         """Wait ``seconds``, then take every message received so far."""
         time.sleep(seconds)
-        return self.take()
-
-    def take(self) -> list[mido.Message]:
         with self.lock:
             taken, self.messages = self.messages, []
         return [message for _, message in taken]
@@ -137,3 +136,32 @@ class Peer:
     def close(self) -> None:
         if self.process.poll() is None:
             self.kill()
+
+
+def daemon_with_peers(env: dict, daemon_command, probe, attempts: int = 3):
+    """Start the daemon and a sending and a listening peer until ``probe`` hears MIDI back.
+
+    ``daemon_command(tag)`` is the daemon's argv with port names of its own (tag + " in"/" out");
+    ``probe(sender, listener)`` returns the messages heard, or None when nothing came back, and
+    then everything is stopped and started again: JACK connects ports asynchronously, and a JACK
+    client now and then never wakes (README, "When things go wrong").
+    Returns (daemon, sender, listener, messages heard).
+    """
+    for _ in range(attempts):
+        tag = f"t-{uuid.uuid4().hex[:6]}"
+        daemon = subprocess.Popen(daemon_command(tag), env=env, stdout=subprocess.DEVNULL,
+                                  stderr=subprocess.PIPE, text=True)
+        peers = []
+        try:
+            peers.append(Peer(env, "send", f"{tag} in"))
+            peers.append(Peer(env, "listen", f"{tag} out"))
+            heard = probe(*peers)
+            if heard is not None:
+                return daemon, *peers, heard
+        except TimeoutError as error:
+            print(error)
+        daemon.kill()
+        print("no MIDI came back; daemon stderr:", daemon.communicate()[1][-2000:])
+        for peer in peers:
+            peer.close()
+    pytest.fail(f"no MIDI came back from the daemon in {attempts} starts")

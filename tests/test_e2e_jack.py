@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 import signal
-import subprocess
 import sys
-import time
-import uuid
 from pathlib import Path
 
 import pytest
 from conftest import ROOT, open_notes
-from jack import Peer, jack_env, jack_server
+from jack import Peer, daemon_with_peers, jack_env, jack_server
 
 SHIPPED = ROOT / "presets" / "models" / "bach-soprano"
 BPM = 240.0
@@ -26,13 +23,11 @@ def jack_env_private():
         yield jack_env(name)
 
 
-def start_daemon(env: dict, model: Path, tag: str) -> subprocess.Popen:
+def daemon_command(model: Path):
     """The daemon with port names of its own, so no other client on the server is mistaken."""
-    command = [sys.executable, "-m", "glsr_live.cli", "run", "--api", "jack", "--quiet",
-               "--bpm", str(BPM), "--model", str(model), "--virtual-in", f"{tag} in",
-               "--virtual-out", f"{tag} out"]
-    return subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True)
+    return lambda tag: [sys.executable, "-m", "glsr_live.cli", "run", "--api", "jack", "--quiet",
+                        "--bpm", str(BPM), "--model", str(model), "--virtual-in", f"{tag} in",
+                        "--virtual-out", f"{tag} out"]
 
 
 def note_ons(messages) -> int:
@@ -42,33 +37,14 @@ def note_ons(messages) -> int:
 PHRASE = f"phrase {BPM} 67 69 71 72 74 72 71 69"  # two bars of quarter notes
 
 
-def start_playing(env: dict, model: Path):
-    """Daemon and peers, the phrase played until its variation comes back.
-
-    Returns (daemon, sender, listener, messages so far), or None when no MIDI came back: then
-    everything started here is stopped again. JACK connects new ports asynchronously, so the
-    phrase is replayed once; see README, "When things go wrong", for a JACK client that never wakes.
-    """
-    tag = f"e2e-{uuid.uuid4().hex[:6]}"
-    process = start_daemon(env, model, tag)
-    peers = []
-    try:
-        peers.append(Peer(env, "send", f"{tag} in"))
-        peers.append(Peer(env, "listen", f"{tag} out"))
-        time.sleep(1.0)
-        to_daemon, from_daemon = peers
-        received = from_daemon.collect(0.2)
-        for _ in range(2):
-            to_daemon.command(PHRASE)
-            received += from_daemon.collect(1.5 * LOOP)  # the variation starts at the phrase end
-            if note_ons(received):
-                return process, to_daemon, from_daemon, received
-    except TimeoutError as error:
-        print(error)
-    process.kill()
-    print("no MIDI came back; daemon stderr:", process.communicate()[1][-2000:])
-    for peer in peers:
-        peer.close()
+def phrase_comes_back(to_daemon: Peer, from_daemon: Peer):
+    """Play the phrase (twice at most) until its variation comes back; None if it never does."""
+    received = from_daemon.collect(1.0)  # let JACK connect the new ports
+    for _ in range(2):
+        to_daemon.command(PHRASE)
+        received += from_daemon.collect(1.5 * LOOP)  # the variation starts at the phrase end
+        if note_ons(received):
+            return received
     return None
 
 
@@ -77,12 +53,7 @@ def daemon_ports(jack_env_private, request):
     model = request.param
     if not model.exists():
         pytest.skip(f"{model} is not built")
-    for _ in range(3):
-        started = start_playing(jack_env_private, model)
-        if started is not None:
-            break
-    else:
-        pytest.fail("no MIDI came back from the daemon in 3 starts")
+    started = daemon_with_peers(jack_env_private, daemon_command(model), phrase_comes_back)
     yield started
     process, *peers, _ = started
     if process.poll() is None:

@@ -5,15 +5,13 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
 import sys
 import time
-import uuid
 from pathlib import Path
 
 import pytest
 from conftest import open_notes
-from jack import Peer, jack_env, jack_server
+from jack import Peer, daemon_with_peers, jack_env, jack_server
 from test_fuzz import hostile_stream
 
 pytestmark = pytest.mark.jack
@@ -38,35 +36,15 @@ def network_sockets(pid: int) -> list[str]:
     return found
 
 
-def start_echoing(env: dict, model: Path, preset: Path):
-    """Daemon and peers, a probe note echoed back (passthrough) before the test goes on.
-
-    Returns (daemon, sender, listener, messages so far) or None when nothing came back (then all
-    is stopped again); see README, "When things go wrong", for a JACK client that never wakes.
-    """
-    tag = f"fuzz-{uuid.uuid4().hex[:6]}"
-    daemon = subprocess.Popen(
-        [sys.executable, "-m", "glsr_live.cli", "run", "--api", "jack", "--quiet", "--bpm",
-         "300", "--model", str(model), "--preset", str(preset), "--virtual-in", f"{tag} in",
-         "--virtual-out", f"{tag} out"], env=env, stderr=subprocess.PIPE, text=True)
-    peers = []
-    try:
-        peers.append(Peer(env, "send", f"{tag} in"))
-        peers.append(Peer(env, "listen", f"{tag} out"))
-        to_daemon, listen = peers
-        received = []
-        for _ in range(3):  # JACK connects new ports asynchronously
-            time.sleep(0.3)
-            to_daemon.command("72")
-            received += listen.collect(0.5)
-            if any(m.type == "note_on" for m in received):
-                return daemon, to_daemon, listen, received
-    except TimeoutError as error:
-        print(error)
-    daemon.kill()
-    print("no echo came back; daemon stderr:", daemon.communicate()[1][-2000:])
-    for peer in peers:
-        peer.close()
+def echo_comes_back(to_daemon: Peer, listen: Peer):
+    """A probe note echoed back by passthrough (three tries); None if it never is."""
+    received = []
+    for _ in range(3):
+        time.sleep(0.3)
+        to_daemon.command("72")
+        received += listen.collect(0.5)
+        if any(m.type == "note_on" for m in received):
+            return received
     return None
 
 
@@ -76,13 +54,13 @@ def test_hostile_stream_through_jack(tiny_model_dir, tmp_path):
                       "passthrough_channel = 6\n\n[[knob]]\ncc = 20\ntarget = 'notes'\n\n"
                       "[[knob]]\ncc = 25\ntarget = 'freeze'\n")
     with jack_server() as server:
-        for _ in range(3):
-            started = start_echoing(jack_env(server), tiny_model_dir, preset)
-            if started is not None:
-                break
-        else:
-            pytest.fail("no MIDI came back from the daemon in 3 starts")
-        daemon, to_daemon, listen, received = started
+        def daemon_command(tag: str) -> list[str]:
+            return [sys.executable, "-m", "glsr_live.cli", "run", "--api", "jack", "--quiet",
+                    "--bpm", "300", "--model", str(tiny_model_dir), "--preset", str(preset),
+                    "--virtual-in", f"{tag} in", "--virtual-out", f"{tag} out"]
+
+        daemon, to_daemon, listen, received = daemon_with_peers(
+            jack_env(server), daemon_command, echo_comes_back)
         try:
             for sent, (_, message) in enumerate(hostile_stream(7, 5000), start=1):
                 to_daemon.command("hex " + message.hex())
