@@ -8,6 +8,7 @@ import os
 import sys
 from pathlib import Path
 
+from . import supervise
 from .midifile import MidiFileError
 from .model import ModelError
 
@@ -162,6 +163,10 @@ def user_errors() -> tuple[type[Exception], ...]:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.command == "run" and supervise.wanted():
+        return supervise.supervise(sys.argv[1:] if argv is None else argv)
+    if args.command == "run":
+        supervise.follow_parent()
     try:
         return COMMANDS[args.command](args)
     except KeyboardInterrupt:

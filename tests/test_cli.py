@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
+import time
 
 import mido
 import pytest
@@ -103,3 +105,32 @@ def test_alsa_without_a_sound_system_is_one_line(tiny_model_dir):
     done = glsr_live("run", "--api", "alsa", "--model", str(tiny_model_dir), "--quiet")
     assert done.returncode == 2 and "--api jack" in done.stderr
     assert len(done.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("child, code, line", [
+    ("import os, signal; os.kill(os.getpid(), signal.SIGSEGV)", 3, "crashed in native MIDI code"),
+    ("import os, signal; os.kill(os.getpid(), signal.SIGKILL)", 137, "killed (SIGKILL)"),
+    ("raise SystemExit(2)", 2, None),
+])
+def test_supervisor_turns_a_crashed_daemon_into_one_line(child, code, line, capfd):
+    from glsr_live.supervise import supervise
+
+    assert supervise([], program=[sys.executable, "-c", child]) == code
+    stderr = capfd.readouterr().err.strip()
+    if line is None:
+        assert stderr == ""
+    else:
+        assert line in stderr and len(stderr.splitlines()) == 1
+
+
+def test_supervisor_forwards_sigterm_and_passes_the_exit_code_through():
+    sleeper = subprocess.Popen([sys.executable, "-c", (
+        "import signal, sys, time\n"
+        "from glsr_live.supervise import supervise\n"
+        "sys.exit(supervise([], program=[sys.executable, '-c', 'import signal, sys, time; "
+        "signal.signal(signal.SIGTERM, lambda *a: sys.exit(0)); print(1, flush=True); "
+        "time.sleep(60)']))\n")], stdout=subprocess.PIPE, text=True)
+    assert sleeper.stdout.readline().strip() == "1"
+    time.sleep(0.1)
+    sleeper.send_signal(signal.SIGTERM)
+    assert sleeper.wait(timeout=10) == 0

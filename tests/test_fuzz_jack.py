@@ -17,16 +17,25 @@ from test_fuzz import hostile_stream
 pytestmark = pytest.mark.jack
 
 
+def process_tree(pid: int) -> list[int]:
+    """``pid`` and its descendants (glsr-live run is a supervisor and the daemon, its child)."""
+    children = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        children += [int(c) for c in (task / "children").read_text().split()]
+    return [pid] + [p for child in children for p in process_tree(child)]
+
+
 def network_sockets(pid: int) -> list[str]:
-    """inet sockets (tcp/udp, v4/v6) held by process ``pid``; unix sockets (JACK) are fine."""
+    """inet sockets (tcp/udp, v4/v6) held by ``pid`` or its children; unix sockets are fine."""
     inodes = set()
-    for fd in Path(f"/proc/{pid}/fd").iterdir():
-        try:
-            target = os.readlink(fd)
-        except OSError:
-            continue
-        if target.startswith("socket:["):
-            inodes.add(target[8:-1])
+    for member in process_tree(pid):
+        for fd in Path(f"/proc/{member}/fd").iterdir():
+            try:
+                target = os.readlink(fd)
+            except OSError:
+                continue
+            if target.startswith("socket:["):
+                inodes.add(target[8:-1])
     found = []
     for table in ("tcp", "tcp6", "udp", "udp6"):
         path = Path(f"/proc/{pid}/net/{table}")
@@ -68,6 +77,7 @@ def test_hostile_stream_through_jack(tiny_model_dir, tmp_path):
                     to_daemon.command("sync")
                     time.sleep(0.002)
             assert daemon.poll() is None, daemon.stderr.read()[-2000:]
+            assert len(process_tree(daemon.pid)) == 2  # the supervisor and the daemon
             assert network_sockets(daemon.pid) == []
             daemon.send_signal(signal.SIGTERM)
             daemon.wait(timeout=10)
