@@ -6,6 +6,7 @@ from glsr_live.tokens import Vocabulary
 from training.glsr import (
     RegularisedAttribute,
     attribute_gradients,
+    calibration_penalty,
     finite_difference_gradients,
     glsr_penalty,
     ordering_penalty,
@@ -87,6 +88,20 @@ def test_ordering_term_rewards_a_latent_ordered_like_its_attribute():
     ordered = ordering_penalty(attribute / 2, attribute)
     reversed_ = ordering_penalty(-attribute / 2, attribute)
     assert ordered < 0.25 < 1.5 < reversed_
+
+
+def test_calibration_puts_the_latent_where_the_axis_slope_says():
+    notes = RegularisedAttribute("notes", 0, mu=1.5, sigma=0.4, centre=7.0)
+    attribute = torch.tensor([4.0, 7.0, 8.5, 11.5])
+    calibrated = torch.tensor([-2.0, 0.0, 1.0, 3.0])  # (a - 7) / 1.5
+    assert calibration_penalty(calibrated, attribute, notes) == 0
+    assert torch.isclose(calibration_penalty(calibrated + 0.5, attribute, notes),
+                         torch.tensor(0.25))
+    latent = torch.zeros(4, requires_grad=True)
+    for _ in range(200):  # gradient descent on the term alone reaches the calibrated points
+        (grad,) = torch.autograd.grad(calibration_penalty(latent, attribute, notes), latent)
+        latent = (latent - 0.5 * grad).detach().requires_grad_(True)
+    assert torch.allclose(latent, calibrated, atol=1e-4)
 
 
 def test_token_attributes_are_the_data_attributes():

@@ -79,6 +79,7 @@ class GLSRConfig:
     gradient: str = "exact"  # or "finite_difference" (central, float32-safe step 1e-2)
     sharpness: float = 1.0  # expectations under softmax(logits / sharpness); < 1 nears argmax
     encoder_alignment: float = 0.0  # weight of AR-VAE's ordering term on mu (0: GLSR alone)
+    encoder_calibration: float = 0.0  # weight of the term placing mu where the axis's slope says
 
 
 @dataclass
@@ -134,8 +135,9 @@ def _glsr(values: dict) -> GLSRConfig:
         if not isinstance(attributes, list):
             raise ConfigError("[glsr] attributes must be an array of tables")
         config.attributes = [_build(AttributeConfig, a, "glsr.attributes") for a in attributes]
-    if config.encoder_alignment < 0:
-        raise ConfigError("[glsr] encoder_alignment must be >= 0")
+    for name in ("encoder_alignment", "encoder_calibration"):
+        if getattr(config, name) < 0:
+            raise ConfigError(f"[glsr] {name} must be >= 0")
     if config.sharpness <= 0:
         raise ConfigError("[glsr] sharpness must be positive")
     if config.gradient not in ("exact", "finite_difference"):

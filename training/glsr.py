@@ -50,12 +50,16 @@ EXPECTATIONS: dict[str, Expectation] = {
 
 @dataclass
 class RegularisedAttribute:
-    """Attribute ``name`` bound to latent ``dim`` with prior N(mu, sigma) on dg/dz_dim."""
+    """Attribute ``name`` bound to latent ``dim`` with prior N(mu, sigma) on dg/dz_dim.
+
+    ``centre`` is the training data's mean attribute: the value calibration maps to z_dim = 0.
+    """
 
     name: str
     dim: int
     mu: float
     sigma: float
+    centre: float = 0.0
 
     def __post_init__(self) -> None:
         if self.name not in EXPECTATIONS:
@@ -139,6 +143,19 @@ def ordering_penalty(latent: torch.Tensor, attribute: torch.Tensor, delta: float
     latent_gaps = latent[:, None] - latent[None, :]  # (B, B)
     attribute_gaps = attribute[:, None] - attribute[None, :]  # (B, B)
     return (torch.tanh(delta * latent_gaps) - torch.sign(attribute_gaps)).abs().mean()
+
+
+def calibration_penalty(latent: torch.Tensor, attribute: torch.Tensor,
+                        regularised: RegularisedAttribute) -> torch.Tensor:
+    """Mean squared distance of latent (B,) from where the axis puts attribute (B,): ().
+
+    GLSR asks the decoder's attribute to grow at rate mu along the axis; the point of the axis
+    that holds a phrase's own attribute is then (a - centre) / mu. Asking the encoder to put the
+    phrase there makes the axis linear in the attribute (AR-VAE's interpretability) and keeps
+    its spread at the data's, so a knob's range in spreads stays a range in attribute units.
+    """
+    target = (attribute - regularised.centre) / regularised.mu
+    return (latent - target).pow(2).mean()
 
 
 def token_attributes(tokens: torch.Tensor, attributes: list[RegularisedAttribute],

@@ -35,6 +35,7 @@ from .glsr import (
     GRADIENT_ESTIMATORS,
     RegularisedAttribute,
     attribute_gradients,
+    calibration_penalty,
     glsr_penalty,
     ordering_penalty,
     spread_along_axes,
@@ -97,7 +98,7 @@ def regularised_attributes(config: Config, train: np.ndarray, dataset: Dataset
         mu = (high - low) / config.glsr.prior_range if attribute.mu == "auto" else attribute.mu
         sigma = mu / 4 if attribute.sigma == "auto" else attribute.sigma
         resolved.append(RegularisedAttribute(attribute.name, attribute.dim, float(mu),
-                                             float(sigma)))
+                                             float(sigma), float(np.nanmean(values))))
     return resolved
 
 
@@ -154,21 +155,30 @@ def objective(model: GLSRVAE, tokens: torch.Tensor, attributes: list[Regularised
         for attribute, value, grad in zip(attributes, penalty, gradients.mean(0), strict=True):
             parts[f"glsr_{attribute.name}"] = value.item()
             parts[f"slope_{attribute.name}"] = grad.item()
-    weight = alpha / config.anneal.alpha_max * config.glsr.encoder_alignment if alpha else 0.0
-    if attributes and weight > 0:
-        alignment = encoder_alignment(mu, tokens, attributes, pitches)
-        loss = loss + weight * alignment
-        parts["align"] = alignment.item()
+    if attributes and alpha > 0:
+        loss = loss + encoder_terms(mu, tokens, attributes, pitches, config,
+                                    alpha / config.anneal.alpha_max, parts)
     parts["alpha"] = alpha
     return StepResult(loss, parts)
 
 
-def encoder_alignment(mu: torch.Tensor, tokens: torch.Tensor,
-                      attributes: list[RegularisedAttribute], pitches: torch.Tensor
-                      ) -> torch.Tensor:
-    """Sum over regularised attributes of the ordering term between mu_dim and the data."""
+def encoder_terms(mu: torch.Tensor, tokens: torch.Tensor, attributes: list[RegularisedAttribute],
+                  pitches: torch.Tensor, config: Config, ramp: float, parts: dict
+                  ) -> torch.Tensor | float:
+    """Weighted ordering and calibration terms on mu (B, d), ramped in with GLSR's alpha."""
     values = token_attributes(tokens, attributes, pitches)  # (B, n_attributes)
-    return sum(ordering_penalty(mu[:, a.dim], values[:, i]) for i, a in enumerate(attributes))
+    total: torch.Tensor | float = 0.0
+    if config.glsr.encoder_alignment > 0:
+        alignment = sum(ordering_penalty(mu[:, a.dim], values[:, i])
+                        for i, a in enumerate(attributes))
+        total = total + ramp * config.glsr.encoder_alignment * alignment
+        parts["align"] = alignment.item()
+    if config.glsr.encoder_calibration > 0:
+        calibration = sum(calibration_penalty(mu[:, a.dim], values[:, i], a)
+                          for i, a in enumerate(attributes))
+        total = total + ramp * config.glsr.encoder_calibration * calibration
+        parts["calib"] = calibration.item()
+    return total
 
 
 def all_reduce_gradients(model: torch.nn.Module, runtime: Runtime) -> None:
