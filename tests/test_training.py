@@ -137,6 +137,7 @@ def test_damaged_model_directories_are_one_line_errors(tiny_model_dir, tmp_path,
     ("[glsr]\nsharpness = 0\n", "sharpness must be positive"),
     ("[glsr]\nencoder_alignment = -1\n", "encoder_alignment must be >= 0"),
     ("[glsr]\nencoder_calibration = -0.5\n", "encoder_calibration must be >= 0"),
+    ("[train]\nthin_fraction = 1.5\n", "thin_fraction must be between 0 and 1"),
 ])
 def test_bad_training_configs_are_one_line_errors(tmp_path, text, message):
     config = tmp_path / "bad.toml"

@@ -48,6 +48,7 @@ class TrainConfig:
     checkpoint_every: int = 250
     patience: int = 8  # evaluations without val improvement, counted after annealing
     seed: int = 0
+    thin_fraction: float = 0.0  # share of each batch whose windows lose notes to rests
 
 
 @dataclass
@@ -162,6 +163,8 @@ def from_dict(raw: dict) -> Config:
                        SECTIONS.items()})
     config.glsr = _glsr(raw.get("glsr", {}))
     config.regularize = bool(raw.get("regularize", True))
+    if not 0 <= config.train.thin_fraction <= 1:
+        raise ConfigError("[train] thin_fraction must be between 0 and 1")
     for attribute in config.glsr.attributes:
         if not 0 <= attribute.dim < config.model.latent_dim:
             raise ConfigError(f"attribute {attribute.name!r}: dim {attribute.dim} is outside "

@@ -27,6 +27,7 @@ from glsr_live.attributes import compute
 from glsr_live.tokens import HOLD, Vocabulary
 
 from . import config as config_module
+from .augment import thin_notes
 from .checkpoint import CheckpointError, load_checkpoint, load_latest, save_checkpoint
 from .config import Config, ConfigError
 from .corpus import CorpusError
@@ -324,6 +325,7 @@ def train_loop(run: Run, max_steps: int, max_minutes: float) -> str:
         for group in run.optimizer.param_groups:
             group["lr"] = learning_rate(state.step, config)
         batch = next_batch(run.train, state, config, run.runtime).to(run.runtime.device)
+        batch = thin_notes(batch, config.train.thin_fraction)
         result = objective(run.model, batch, run.attributes, config, state.step, pitches)
         run.optimizer.zero_grad(set_to_none=True)
         result.loss.backward()

@@ -1,0 +1,38 @@
+"""Thinning: windows lose whole notes to rests and stay canonical token sequences."""
+
+import numpy as np
+import torch
+
+from glsr_live.attributes import compute
+from glsr_live.tokens import REST, Grid, Vocabulary, notes_to_tokens, tokens_to_notes
+from training.augment import note_indices, thin_notes
+from training.dataset import DatasetSettings, build
+
+
+def test_note_indices_follow_onsets_and_their_holds_only():
+    tokens = torch.tensor([[1, 1, 0, 5, 1, 1, 0, 0, 7, 8, 1, 0]])
+    assert note_indices(tokens).tolist() == [[0, 0, 0, 1, 1, 1, 0, 0, 2, 3, 3, 0]]
+
+
+def chorale_windows(count: int) -> tuple[torch.Tensor, Vocabulary]:
+    dataset = build(DatasetSettings(corpus="bach", seq_len=32, stride=4), progress=False)
+    windows = dataset.windows("val")
+    chosen = windows[np.random.default_rng(0).permutation(len(windows))[:count]]
+    return torch.from_numpy(chosen), dataset.vocab
+
+
+def test_thinned_windows_lose_whole_notes_and_stay_canonical():
+    torch.manual_seed(0)
+    windows, vocab = chorale_windows(512)
+    thinned = thin_notes(windows, 0.5)
+    assert torch.equal(thinned[256:], windows[256:])  # the rest of the batch is untouched
+    changed = thinned != windows
+    assert torch.all(thinned[changed] == REST)
+    before = compute("notes", windows[:256].numpy(), vocab, Grid())
+    after = compute("notes", thinned[:256].numpy(), vocab, Grid())
+    assert np.all(after <= before) and np.mean(after < before) > 0.5
+    assert np.sum(after == 0) > 0 and np.sum(after <= 2) > 20  # down to the empty phrase
+    for row in thinned[:256].numpy():  # decoding and re-encoding gives the same tokens
+        notes = tokens_to_notes(row, vocab)
+        assert np.array_equal(notes_to_tokens(notes, vocab, len(row)), row)
+    assert torch.equal(thin_notes(windows, 0.0), windows)

@@ -1,0 +1,46 @@
+"""Batch augmentation: sparser phrases than the chorales hold.
+
+Bach's soprano windows almost never have fewer than 3 notes (train: 0 windows with none), but a
+player often plays 1-3 notes, and whole bars of rest occur in the test chorales. Unseen, such
+phrases land anywhere on the note axis and decode as held notes. Thinning some windows of each
+batch (dropping notes to rests) shows the model the sparse end of the note axis.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from glsr_live.tokens import HOLD, REST
+
+
+def note_indices(tokens: torch.Tensor) -> torch.Tensor:
+    """(B, L) -> (B, L): 1-based index of the note sounding at each step, 0 where none does."""
+    onsets = tokens > HOLD  # pitch tokens follow REST and HOLD in the vocabulary
+    index = onsets.cumsum(dim=1)
+    # a rest ends the note before it: only onsets and holds after an onset belong to a note
+    sounding = torch.ones_like(onsets)
+    for step in range(tokens.shape[1]):
+        if step > 0:
+            sounding[:, step] = (onsets[:, step]
+                                 | ((tokens[:, step] == HOLD) & sounding[:, step - 1]))
+        else:
+            sounding[:, 0] = onsets[:, 0]
+    return torch.where(sounding, index, torch.zeros_like(index))
+
+
+def thin_notes(tokens: torch.Tensor, fraction: float) -> torch.Tensor:
+    """(B, L) -> (B, L): the first ``fraction`` of the windows lose each note with prob U(0, 1).
+
+    A dropped note's onset and holds become rests. The batch order is already random, so the
+    first windows are a random choice.
+    """
+    count = round(fraction * tokens.shape[0])
+    if count == 0:
+        return tokens
+    chosen = tokens[:count]
+    index = note_indices(chosen)  # (n, L)
+    drop_probability = torch.rand(count, 1, device=tokens.device)  # one per window
+    dropped = torch.rand(count, tokens.shape[1] + 1, device=tokens.device) < drop_probability
+    dropped[:, 0] = False  # index 0: steps that belong to no note stay as they are
+    thinned = torch.where(dropped.gather(1, index), torch.full_like(chosen, REST), chosen)
+    return torch.cat([thinned, tokens[count:]])
