@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 import signal
@@ -43,6 +44,15 @@ def test_tiny_run_exports_a_model_the_runtime_loads_and_decodes(tiny_model_dir):
     assert mu.shape == logvar.shape == (3, info["latent_dim"])
     assert model.decode(mu).shape == (3, 32, len(info["vocabulary"]))
     assert model.decode_tokens(mu, temperature=1.0).shape == (3, 32)
+
+
+def test_tiny_run_logs_every_term_of_its_objective(tiny_model_dir):
+    records = [json.loads(line) for line in
+               (tiny_model_dir.parent / "run" / "metrics.jsonl").read_text().splitlines()]
+    last = records[-1]
+    for part in ("train_nll", "train_kl", "train_glsr_notes", "train_align", "train_calib"):
+        assert math.isfinite(last[part]), part
+    assert last["train_calib"] > 0
 
 
 def test_sigkill_mid_epoch_then_resume_continues_from_the_last_checkpoint(tmp_path):
