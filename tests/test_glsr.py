@@ -102,6 +102,8 @@ def test_calibration_puts_the_latent_where_the_axis_slope_says():
         (grad,) = torch.autograd.grad(calibration_penalty(latent, attribute, notes), latent)
         latent = (latent - 0.5 * grad).detach().requires_grad_(True)
     assert torch.allclose(latent, calibrated, atol=1e-4)
+    clipped = calibration_penalty(torch.tensor([-2.0, 0.0, 1.0, 2.5]), attribute, notes, 2.5)
+    assert clipped == 0  # 11.5 notes sit at the limit
 
 
 def test_token_attributes_are_the_data_attributes():

@@ -146,15 +146,18 @@ def ordering_penalty(latent: torch.Tensor, attribute: torch.Tensor, delta: float
 
 
 def calibration_penalty(latent: torch.Tensor, attribute: torch.Tensor,
-                        regularised: RegularisedAttribute) -> torch.Tensor:
+                        regularised: RegularisedAttribute, limit: float = float("inf")
+                        ) -> torch.Tensor:
     """Mean squared distance of latent (B,) from where the axis puts attribute (B,): ().
 
     GLSR asks the decoder's attribute to grow at rate mu along the axis; the point of the axis
     that holds a phrase's own attribute is then (a - centre) / mu. Asking the encoder to put the
     phrase there makes the axis linear in the attribute (AR-VAE's interpretability) and keeps
     its spread at the data's, so a knob's range in spreads stays a range in attribute units.
+    Targets are clipped to +-limit (half the prior's range): a silent phrase would otherwise sit
+    so far out that no knob position brings notes back.
     """
-    target = (attribute - regularised.centre) / regularised.mu
+    target = ((attribute - regularised.centre) / regularised.mu).clamp(-limit, limit)
     return (latent - target).pow(2).mean()
 
 

@@ -175,7 +175,8 @@ def encoder_terms(mu: torch.Tensor, tokens: torch.Tensor, attributes: list[Regul
         total = total + ramp * config.glsr.encoder_alignment * alignment
         parts["align"] = alignment.item()
     if config.glsr.encoder_calibration > 0:
-        calibration = sum(calibration_penalty(mu[:, a.dim], values[:, i], a)
+        limit = config.glsr.prior_range / 2
+        calibration = sum(calibration_penalty(mu[:, a.dim], values[:, i], a, limit)
                           for i, a in enumerate(attributes))
         total = total + ramp * config.glsr.encoder_calibration * calibration
         parts["calib"] = calibration.item()
