@@ -18,13 +18,9 @@ def note_indices(tokens: torch.Tensor) -> torch.Tensor:
     onsets = tokens > HOLD  # pitch tokens follow REST and HOLD in the vocabulary
     index = onsets.cumsum(dim=1)
     # a rest ends the note before it: only onsets and holds after an onset belong to a note
-    sounding = torch.ones_like(onsets)
-    for step in range(tokens.shape[1]):
-        if step > 0:
-            sounding[:, step] = (onsets[:, step]
-                                 | ((tokens[:, step] == HOLD) & sounding[:, step - 1]))
-        else:
-            sounding[:, 0] = onsets[:, 0]
+    sounding = onsets.clone()
+    for step in range(1, tokens.shape[1]):
+        sounding[:, step] |= (tokens[:, step] == HOLD) & sounding[:, step - 1]
     return torch.where(sounding, index, torch.zeros_like(index))
 
 
