@@ -167,17 +167,27 @@ class PortKeeper:
         if self.peer is None:
             return None
         names = _names(self.backend, self.request.kind, self.api)
-        if self.peer not in names:
-            if self.lost:
+        if not self.lost:
+            if self.peer in names:
                 return None
             self.lost = True
             return "lost"
-        if not self.lost:
+        back = self.peer if self.peer in names else self.rematch(names)
+        if back is None:
             return None
         self.port.close()
-        self.port = open_port(self.backend, PortRequest(self.request.kind, self.peer), self.api)
-        self.lost = False
+        self.port = open_port(self.backend, PortRequest(self.request.kind, back), self.api)
+        self.peer, self.lost = back, False
         return "reconnected"
+
+    def rematch(self, names: list[str]) -> str | None:
+        """The port the user's own query picks now: a re-plugged ALSA device comes back with
+        new client numbers, a restarted JACK client under a suffixed name."""
+        try:
+            return match_port(self.request.name, [n for n in names if not is_ours(n)],
+                              self.request.kind)
+        except PortError:
+            return None
 
     def iter_pending(self):
         return self.port.iter_pending()

@@ -2,7 +2,14 @@
 
 import pytest
 
-from glsr_live.ports import PortError, backend_for, is_ours, match_port
+from glsr_live.ports import (
+    PortError,
+    PortKeeper,
+    PortRequest,
+    backend_for,
+    is_ours,
+    match_port,
+)
 
 NAMES = ["Midi Through:Midi Through Port-0 14:0", "KeyStep 37:KeyStep 37 MIDI 1 20:0",
          "loopMIDI Port 1", "loopMIDI Port 2"]
@@ -30,3 +37,49 @@ def test_unknown_api_is_a_clear_error():
         backend_for("sndio")
     with pytest.raises(PortError, match="not available here"):
         backend_for("winmm")
+
+
+class FakeBackend:
+    """Input names that tests change, and the names ports were opened with."""
+
+    def __init__(self, names):
+        self.names, self.opened = list(names), []
+
+    def get_input_names(self):
+        return list(self.names)
+
+    def open_input(self, name):
+        self.opened.append(name)
+        return FakePort(name)
+
+
+class FakePort:
+    def __init__(self, name):
+        self.name = name
+
+    def close(self):
+        pass
+
+
+def test_a_device_back_under_new_client_numbers_is_reconnected():
+    backend = FakeBackend(["nanoKEY2:nanoKEY2 MIDI 1 20:0", "Midi Through:Port-0 14:0"])
+    keeper = PortKeeper(backend, PortRequest("input", "nanokey"), "alsa")
+    assert keeper.check() is None
+    backend.names = ["Midi Through:Port-0 14:0"]
+    assert keeper.check() == "lost"
+    assert keeper.check() is None  # said once
+    backend.names.append("nanoKEY2:nanoKEY2 MIDI 1 24:0")  # re-plugged: a new client number
+    assert keeper.check() == "reconnected"
+    assert backend.opened[-1] == "nanoKEY2:nanoKEY2 MIDI 1 24:0"
+    assert keeper.check() is None
+
+
+def test_an_ambiguous_comeback_waits_instead_of_guessing():
+    backend = FakeBackend(["keys:keys"])
+    keeper = PortKeeper(backend, PortRequest("input", "keys"), "jack")
+    backend.names = []
+    assert keeper.check() == "lost"
+    backend.names = ["keys-01:keys", "keys-02:keys"]
+    assert keeper.check() is None and keeper.lost
+    backend.names = ["keys:keys", "keys-02:keys"]  # the exact name wins
+    assert keeper.check() == "reconnected" and backend.opened[-1] == "keys:keys"
