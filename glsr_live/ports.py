@@ -148,6 +148,9 @@ def list_ports(apis: list[str]) -> dict[str, dict[str, list[str] | str]]:
     return listing
 
 
+FAILED_CHECKS_BEFORE_GONE = 3  # at one check per 0.5 s: the system is gone after ~1.5 s
+
+
 class PortKeeper:
     """A port opened by name that is reopened when its peer disappears and comes back.
 
@@ -161,11 +164,27 @@ class PortKeeper:
         self.port = open_port(backend, request, api)
         self.peer = self.port.name if request.name is not None else None
         self.lost = False
+        self.failures = 0  # failed checks in a row
 
     def check(self) -> str | None:
-        """Reconnect if needed; returns 'lost' or 'reconnected' when that happened."""
+        """Reconnect if needed; returns 'lost' or 'reconnected' when that happened.
+
+        A port list or open that fails while clients come and go is tried again at the next
+        check; only ``FAILED_CHECKS_BEFORE_GONE`` failures in a row mean the system is gone.
+        """
         if self.peer is None:
             return None
+        try:
+            event = self.reconcile()
+        except PortError:
+            self.failures += 1
+            if self.failures >= FAILED_CHECKS_BEFORE_GONE:
+                raise
+            return None
+        self.failures = 0
+        return event
+
+    def reconcile(self) -> str | None:
         names = _names(self.backend, self.request.kind, self.api)
         if not self.lost:
             if self.peer in names:

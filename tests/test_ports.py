@@ -83,3 +83,12 @@ def test_an_ambiguous_comeback_waits_instead_of_guessing():
     assert keeper.check() is None and keeper.lost
     backend.names = ["keys:keys", "keys-02:keys"]  # the exact name wins
     assert keeper.check() == "reconnected" and backend.opened[-1] == "keys:keys"
+
+
+def test_a_failing_port_list_is_retried_before_the_system_counts_as_gone():
+    backend = FakeBackend(["keys:keys"])
+    keeper = PortKeeper(backend, PortRequest("input", "keys"), "jack")
+    backend.get_input_names = lambda: (_ for _ in ()).throw(SystemError("port vanished"))
+    assert keeper.check() is None and keeper.check() is None  # a client came and went
+    with pytest.raises(PortError):
+        keeper.check()  # third failure in a row: the MIDI system is gone
