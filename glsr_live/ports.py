@@ -87,6 +87,11 @@ def is_ours(port_name: str) -> bool:
     return port_name.split(":", 1)[0].strip().startswith(CLIENT_NAME) and ":" in port_name
 
 
+def theirs(names: list[str]) -> list[str]:
+    """The port names that are not our own: what a user's port query may pick."""
+    return [n for n in names if not is_ours(n)]
+
+
 def match_port(query: str, names: list[str], kind: str) -> str:
     """The one port whose name equals or contains ``query`` (case-insensitive)."""
     if query in names:
@@ -124,8 +129,8 @@ def open_port(backend: mido.Backend, request: PortRequest, api: str):
 
 def _open(backend: mido.Backend, request: PortRequest, resolved: str):
     if request.name is not None:
-        others = [n for n in _names(backend, request.kind, resolved) if not is_ours(n)]
-        name = match_port(request.name, others, request.kind)
+        name = match_port(request.name, theirs(_names(backend, request.kind, resolved)),
+                          request.kind)
         opener = backend.open_input if request.kind == "input" else backend.open_output
         return opener(name)  # mido makes any port with a client_name virtual
     if resolved == "winmm":
@@ -203,8 +208,7 @@ class PortKeeper:
         """The port the user's own query picks now: a re-plugged ALSA device comes back with
         new client numbers, a restarted JACK client under a suffixed name."""
         try:
-            return match_port(self.request.name, [n for n in names if not is_ours(n)],
-                              self.request.kind)
+            return match_port(self.request.name, theirs(names), self.request.kind)
         except PortError:
             return None
 

@@ -167,8 +167,10 @@ def encoder_terms(mu: torch.Tensor, tokens: torch.Tensor, attributes: list[Regul
                   pitches: torch.Tensor, config: Config, ramp: float, parts: dict
                   ) -> torch.Tensor | float:
     """Weighted ordering and calibration terms on mu (B, d), ramped in with GLSR's alpha."""
-    values = token_attributes(tokens, attributes, pitches)  # (B, n_attributes)
     total: torch.Tensor | float = 0.0
+    if config.glsr.encoder_alignment == 0 and config.glsr.encoder_calibration == 0:
+        return total  # GLSR alone (the default): no need for the batch's attributes
+    values = token_attributes(tokens, attributes, pitches)  # (B, n_attributes)
     if config.glsr.encoder_alignment > 0:
         alignment = sum(ordering_penalty(mu[:, a.dim], values[:, i])
                         for i, a in enumerate(attributes))
