@@ -36,3 +36,42 @@ def test_thinned_windows_lose_whole_notes_and_stay_canonical():
         notes = tokens_to_notes(row, vocab)
         assert np.array_equal(notes_to_tokens(notes, vocab, len(row)), row)
     assert torch.equal(thin_notes(windows, 0.0), windows)
+
+
+class RecordingDecoder:
+    """Stands in for the VAE: records the latents it decodes, returns uniform logits."""
+
+    def __init__(self, vocab_size: int):
+        self.vocab_size, self.seen = vocab_size, None
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        self.seen = z.clone()
+        return torch.zeros(z.shape[0], 32, self.vocab_size)
+
+
+def test_restoration_decodes_whole_windows_from_thinned_codes_moved_up_their_axes():
+    from training.config import Config
+    from training.glsr import RegularisedAttribute, calibrated_position, token_attributes
+    from training.train import restoration_loss
+
+    torch.manual_seed(0)
+    windows, vocab = chorale_windows(64)
+    thinned = thin_notes(windows, 1.0)
+    pitches = torch.from_numpy(vocab.pitch_table())
+    attributes = [RegularisedAttribute("notes", 0, 1.2, 0.3, centre=7.5),
+                  RegularisedAttribute("register", 1, 2.0, 0.5, centre=70.0)]
+    z = torch.randn(64, 4)
+    decoder = RecordingDecoder(vocab.size)
+    loss = restoration_loss(decoder, z, thinned, windows, attributes, pitches, Config())
+    # uniform logits: the cross-entropy of the whole windows is L * log K
+    assert torch.isclose(loss, torch.tensor(32 * np.log(vocab.size), dtype=loss.dtype))
+    whole, sparse = (token_attributes(t, attributes, pitches) for t in (windows, thinned))
+    shift = decoder.seen - z
+    for i, attribute in enumerate(attributes):
+        expected = (calibrated_position(whole[:, i], attribute, 3.0)
+                    - calibrated_position(sparse[:, i], attribute, 3.0))
+        assert torch.allclose(shift[:, attribute.dim], expected)
+    assert torch.all(shift[:, 0] >= 0) and torch.any(shift[:, 0] > 1)  # notes come back
+    assert torch.equal(shift[:, 2:], torch.zeros(64, 2))  # the other coordinates stay put
+    restoration_loss(decoder, z, windows, windows, attributes, pitches, Config())
+    assert torch.equal(decoder.seen, z)  # nothing thinned, nothing moved

@@ -24,13 +24,18 @@ def note_indices(tokens: torch.Tensor) -> torch.Tensor:
     return torch.where(sounding, index, torch.zeros_like(index))
 
 
+def thinned_count(batch_size: int, fraction: float) -> int:
+    """How many windows, from the first, ``thin_notes`` thins."""
+    return round(fraction * batch_size)
+
+
 def thin_notes(tokens: torch.Tensor, fraction: float) -> torch.Tensor:
     """(B, L) -> (B, L): the first ``fraction`` of the windows lose each note with prob U(0, 1).
 
     A dropped note's onset and holds become rests. The batch order is already random, so the
     first windows are a random choice.
     """
-    count = round(fraction * tokens.shape[0])
+    count = thinned_count(tokens.shape[0], fraction)
     if count == 0:
         return tokens
     chosen = tokens[:count]

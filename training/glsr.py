@@ -157,8 +157,13 @@ def calibration_penalty(latent: torch.Tensor, attribute: torch.Tensor,
     Targets are clipped to +-limit (half the prior's range): a silent phrase would otherwise sit
     so far out that no knob position brings notes back.
     """
-    target = ((attribute - regularised.centre) / regularised.mu).clamp(-limit, limit)
-    return (latent - target).pow(2).mean()
+    return (latent - calibrated_position(attribute, regularised, limit)).pow(2).mean()
+
+
+def calibrated_position(attribute: torch.Tensor, regularised: RegularisedAttribute,
+                        limit: float = float("inf")) -> torch.Tensor:
+    """(B,) attribute values -> (B,) the axis points that hold them, clipped to +-limit."""
+    return ((attribute - regularised.centre) / regularised.mu).clamp(-limit, limit)
 
 
 def token_attributes(tokens: torch.Tensor, attributes: list[RegularisedAttribute],

@@ -16,6 +16,7 @@ import torch
 from glsr_live.tokens import Vocabulary
 
 from . import config as config_module
+from .augment import thin_notes
 from .glsr import RegularisedAttribute
 from .model import GLSRVAE, ModelArgs
 from .train import objective
@@ -35,7 +36,8 @@ def time_steps(config, attributes, batch: int, steps: int, device: torch.device)
     seconds = []
     for _ in range(steps + 1):
         started = time.perf_counter()
-        result = objective(model, tokens, attributes, config, late, pitches)
+        thinned = thin_notes(tokens, config.train.thin_fraction)
+        result = objective(model, thinned, attributes, config, late, pitches, originals=tokens)
         optimiser.zero_grad()
         result.loss.backward()
         optimiser.step()

@@ -27,7 +27,7 @@ from glsr_live.attributes import compute
 from glsr_live.tokens import HOLD, Vocabulary
 
 from . import config as config_module
-from .augment import thin_notes
+from .augment import thin_notes, thinned_count
 from .checkpoint import CheckpointError, load_checkpoint, load_latest, save_checkpoint
 from .config import Config, ConfigError
 from .corpus import CorpusError
@@ -36,6 +36,7 @@ from .glsr import (
     GRADIENT_ESTIMATORS,
     RegularisedAttribute,
     attribute_gradients,
+    calibrated_position,
     calibration_penalty,
     glsr_penalty,
     ordering_penalty,
@@ -130,8 +131,12 @@ class StepResult:
 
 
 def objective(model: GLSRVAE, tokens: torch.Tensor, attributes: list[RegularisedAttribute],
-              config: Config, step: int, pitches: torch.Tensor) -> StepResult:
-    """-ELBO with annealed beta and the annealed GLSR penalty, for one batch (B, L)."""
+              config: Config, step: int, pitches: torch.Tensor,
+              originals: torch.Tensor | None = None) -> StepResult:
+    """-ELBO with annealed beta and the annealed GLSR terms, for one batch (B, L).
+
+    ``originals`` (B, L) is the batch before thinning (``tokens`` after); needed by restoration.
+    """
     mu, logvar = model.encode(tokens)  # (B, d) each
     z = reparameterise(mu, logvar)
     logits = model.decode(z)  # (B, L, K)
@@ -157,8 +162,14 @@ def objective(model: GLSRVAE, tokens: torch.Tensor, attributes: list[Regularised
             parts[f"glsr_{attribute.name}"] = value.item()
             parts[f"slope_{attribute.name}"] = grad.item()
     if attributes and alpha > 0:
-        loss = loss + encoder_terms(mu, tokens, attributes, pitches, config,
-                                    alpha / config.anneal.alpha_max, parts)
+        ramp = alpha / config.anneal.alpha_max
+        loss = loss + encoder_terms(mu, tokens, attributes, pitches, config, ramp, parts)
+        if config.glsr.restoration > 0 and originals is not None:
+            thinned = thinned_count(len(tokens), config.train.thin_fraction)
+            restoration = restoration_loss(model, z[:thinned], tokens[:thinned],
+                                           originals[:thinned], attributes, pitches, config)
+            loss = loss + ramp * config.glsr.restoration * restoration
+            parts["restore"] = restoration.item()
     parts["alpha"] = alpha
     return StepResult(loss, parts)
 
@@ -183,6 +194,27 @@ def encoder_terms(mu: torch.Tensor, tokens: torch.Tensor, attributes: list[Regul
         total = total + ramp * config.glsr.encoder_calibration * calibration
         parts["calib"] = calibration.item()
     return total
+
+
+def restoration_loss(model: GLSRVAE, z: torch.Tensor, thinned: torch.Tensor,
+                     originals: torch.Tensor, attributes: list[RegularisedAttribute],
+                     pitches: torch.Tensor, config: Config) -> torch.Tensor:
+    """Cross-entropy of the whole windows (n, L) decoded from their thinned ones' z (n, d).
+
+    Each regularised coordinate moves by how far apart calibration puts the two windows, so
+    turning the notes knob up from a sparse phrase must bring back plausible notes. GLSR's
+    slope alone cannot teach that where the decoder is sure of silence: the softmax saturates
+    and the expected note count has no gradient, while this cross-entropy always has one.
+    """
+    limit = config.glsr.prior_range / 2
+    whole = token_attributes(originals, attributes, pitches)  # (n, n_attributes)
+    sparse = token_attributes(thinned, attributes, pitches)
+    moved = z.clone()
+    for i, attribute in enumerate(attributes):
+        moved[:, attribute.dim] += (calibrated_position(whole[:, i], attribute, limit)
+                                    - calibrated_position(sparse[:, i], attribute, limit))
+    logits = model.decode(moved)  # (n, L, K)
+    return F.cross_entropy(logits.transpose(1, 2), originals, reduction="none").sum(1).mean()
 
 
 def all_reduce_gradients(model: torch.nn.Module, runtime: Runtime) -> None:
@@ -328,8 +360,9 @@ def train_loop(run: Run, max_steps: int, max_minutes: float) -> str:
         for group in run.optimizer.param_groups:
             group["lr"] = learning_rate(state.step, config)
         batch = next_batch(run.train, state, config, run.runtime).to(run.runtime.device)
-        batch = thin_notes(batch, config.train.thin_fraction)
-        result = objective(run.model, batch, run.attributes, config, state.step, pitches)
+        thinned = thin_notes(batch, config.train.thin_fraction)
+        result = objective(run.model, thinned, run.attributes, config, state.step, pitches,
+                           originals=batch)
         run.optimizer.zero_grad(set_to_none=True)
         result.loss.backward()
         all_reduce_gradients(run.model, run.runtime)
