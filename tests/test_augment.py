@@ -75,3 +75,27 @@ def test_restoration_decodes_whole_windows_from_thinned_codes_moved_up_their_axe
     assert torch.equal(shift[:, 2:], torch.zeros(64, 2))  # the other coordinates stay put
     restoration_loss(decoder, z, windows, windows, attributes, pitches, Config())
     assert torch.equal(decoder.seen, z)  # nothing thinned, nothing moved
+
+
+def test_content_anchor_measures_only_the_coordinates_off_the_regularised_axes():
+    from training.glsr import RegularisedAttribute
+    from training.model import GLSRVAE, ModelArgs
+    from training.train import content_anchor_penalty
+
+    torch.manual_seed(0)
+    windows, vocab = chorale_windows(16)
+    model = GLSRVAE(ModelArgs(vocab_size=vocab.size, latent_dim=4, embed_dim=8, hidden=16))
+    attributes = [RegularisedAttribute("notes", 0, 1.2, 0.3)]
+    whole, _ = model.encode(windows)
+    tiny = 1e-10  # the encoder's no-grad pass may differ from the graph's in the last bits
+    assert content_anchor_penalty(model, whole.detach(), windows, attributes) < tiny
+    along_axis = whole.detach().clone()
+    along_axis[:, 0] += 2.0  # thinning should move a phrase here: free of charge
+    assert content_anchor_penalty(model, along_axis, windows, attributes) < tiny
+    elsewhere = whole.detach().clone()
+    elsewhere[:, 2] += 0.5
+    penalty = content_anchor_penalty(model, elsewhere.requires_grad_(True), windows, attributes)
+    assert torch.isclose(penalty, torch.tensor(0.25))
+    (grad,) = torch.autograd.grad(penalty, elsewhere)
+    assert torch.all(grad[:, 2] > 0) and torch.all(grad[:, 0] == 0)  # the axis is free
+    assert torch.all(grad[:, [1, 3]].abs() < 1e-6)

@@ -51,9 +51,9 @@ def test_tiny_run_logs_every_term_of_its_objective(tiny_model_dir):
                (tiny_model_dir.parent / "run" / "metrics.jsonl").read_text().splitlines()]
     last = records[-1]
     for part in ("train_nll", "train_kl", "train_glsr_notes", "train_align", "train_calib",
-                 "train_restore"):
+                 "train_restore", "train_anchor"):
         assert math.isfinite(last[part]), part
-    assert last["train_calib"] > 0 and last["train_restore"] > 0
+    assert last["train_calib"] > 0 and last["train_restore"] > 0 and last["train_anchor"] > 0
 
 
 def test_sigkill_mid_epoch_then_resume_continues_from_the_last_checkpoint(tmp_path):
@@ -150,6 +150,7 @@ def test_damaged_model_directories_are_one_line_errors(tiny_model_dir, tmp_path,
     ("[glsr]\nencoder_calibration = -0.5\n", "encoder_calibration must be >= 0"),
     ("[train]\nthin_fraction = 1.5\n", "thin_fraction must be between 0 and 1"),
     ("[glsr]\nrestoration = 1.0\n", "restoration needs thinned windows"),
+    ("[glsr]\ncontent_anchor = 0.5\n", "content_anchor needs thinned windows"),
 ])
 def test_bad_training_configs_are_one_line_errors(tmp_path, text, message):
     config = tmp_path / "bad.toml"

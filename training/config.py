@@ -82,6 +82,7 @@ class GLSRConfig:
     encoder_alignment: float = 0.0  # weight of AR-VAE's ordering term on mu (0: GLSR alone)
     encoder_calibration: float = 0.0  # weight of the term placing mu where the axis's slope says
     restoration: float = 0.0  # weight of decoding a thinned window, moved up its axes, back whole
+    content_anchor: float = 0.0  # pulls a thinned window's code, off the axes, to the whole's
 
 
 @dataclass
@@ -137,7 +138,7 @@ def _glsr(values: dict) -> GLSRConfig:
         if not isinstance(attributes, list):
             raise ConfigError("[glsr] attributes must be an array of tables")
         config.attributes = [_build(AttributeConfig, a, "glsr.attributes") for a in attributes]
-    for name in ("encoder_alignment", "encoder_calibration", "restoration"):
+    for name in ("encoder_alignment", "encoder_calibration", "restoration", "content_anchor"):
         if getattr(config, name) < 0:
             raise ConfigError(f"[glsr] {name} must be >= 0")
     if config.sharpness <= 0:
@@ -166,8 +167,9 @@ def from_dict(raw: dict) -> Config:
     config.regularize = bool(raw.get("regularize", True))
     if not 0 <= config.train.thin_fraction <= 1:
         raise ConfigError("[train] thin_fraction must be between 0 and 1")
-    if config.glsr.restoration > 0 and config.train.thin_fraction == 0:
-        raise ConfigError("[glsr] restoration needs thinned windows: set [train] thin_fraction > 0")
+    for name in ("restoration", "content_anchor"):
+        if getattr(config.glsr, name) > 0 and config.train.thin_fraction == 0:
+            raise ConfigError(f"[glsr] {name} needs thinned windows: set [train] thin_fraction > 0")
     for attribute in config.glsr.attributes:
         if not 0 <= attribute.dim < config.model.latent_dim:
             raise ConfigError(f"attribute {attribute.name!r}: dim {attribute.dim} is outside "

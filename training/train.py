@@ -170,6 +170,11 @@ def objective(model: GLSRVAE, tokens: torch.Tensor, attributes: list[Regularised
                                            originals[:thinned], attributes, pitches, config)
             loss = loss + ramp * config.glsr.restoration * restoration
             parts["restore"] = restoration.item()
+        if config.glsr.content_anchor > 0 and originals is not None:
+            thinned = thinned_count(len(tokens), config.train.thin_fraction)
+            anchor = content_anchor_penalty(model, mu[:thinned], originals[:thinned], attributes)
+            loss = loss + ramp * config.glsr.content_anchor * anchor
+            parts["anchor"] = anchor.item()
     parts["alpha"] = alpha
     return StepResult(loss, parts)
 
@@ -215,6 +220,21 @@ def restoration_loss(model: GLSRVAE, z: torch.Tensor, thinned: torch.Tensor,
                                     - calibrated_position(sparse[:, i], attribute, limit))
     logits = model.decode(moved)  # (n, L, K)
     return F.cross_entropy(logits.transpose(1, 2), originals, reduction="none").sum(1).mean()
+
+
+def content_anchor_penalty(model: GLSRVAE, mu: torch.Tensor, originals: torch.Tensor,
+                           attributes: list[RegularisedAttribute]) -> torch.Tensor:
+    """Mean squared distance, off the regularised dims, of thinned codes mu (n, d) from their
+    whole windows' codes (held fixed).
+
+    Thinning should move a phrase along the notes axis, not elsewhere. Without this the one
+    silent window is coded far from every melody, where no knob position decodes notes.
+    """
+    with torch.no_grad():
+        whole, _ = model.encode(originals)  # (n, d)
+    free = torch.ones(mu.shape[1], dtype=torch.bool, device=mu.device)
+    free[[a.dim for a in attributes]] = False
+    return (mu[:, free] - whole[:, free]).pow(2).sum(1).mean()
 
 
 def all_reduce_gradients(model: torch.nn.Module, runtime: Runtime) -> None:
