@@ -90,10 +90,11 @@ def test_truncated_latest_checkpoint_falls_back_to_previous(tmp_path):
 
 def test_two_process_data_parallel_run_on_cpu(tmp_path):
     run = tmp_path / "ddp"
-    torchrun = shutil.which("torchrun")
-    assert torchrun, "torchrun comes with torch"
+    # torchrun as a module of this interpreter: a torchrun script found on PATH may belong to
+    # another Python (a virtualenv over system site-packages) that lacks this package
+    torchrun = [sys.executable, "-m", "torch.distributed.run"]
     done = subprocess.run(
-        [torchrun, "--nproc_per_node", "2", "--master_port", "29517", shutil.which("glsr-train"),
+        [*torchrun, "--nproc_per_node", "2", "--master_port", "29517", shutil.which("glsr-train"),
          "--config", str(TINY), "--out", str(run), "--max-steps", "20"],
         capture_output=True, text=True, env=ENV, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
