@@ -135,7 +135,7 @@ def objective(model: GLSRVAE, tokens: torch.Tensor, attributes: list[Regularised
               originals: torch.Tensor | None = None) -> StepResult:
     """-ELBO with annealed beta and the annealed GLSR terms, for one batch (B, L).
 
-    ``originals`` (B, L) is the batch before thinning (``tokens`` after); needed by restoration.
+    ``originals`` (B, L) is the batch before thinning (``tokens`` after), for the thinning terms.
     """
     mu, logvar = model.encode(tokens)  # (B, d) each
     z = reparameterise(mu, logvar)
@@ -164,17 +164,9 @@ def objective(model: GLSRVAE, tokens: torch.Tensor, attributes: list[Regularised
     if attributes and alpha > 0:
         ramp = alpha / config.anneal.alpha_max
         loss = loss + encoder_terms(mu, tokens, attributes, pitches, config, ramp, parts)
-        if config.glsr.restoration > 0 and originals is not None:
-            thinned = thinned_count(len(tokens), config.train.thin_fraction)
-            restoration = restoration_loss(model, z[:thinned], tokens[:thinned],
-                                           originals[:thinned], attributes, pitches, config)
-            loss = loss + ramp * config.glsr.restoration * restoration
-            parts["restore"] = restoration.item()
-        if config.glsr.content_anchor > 0 and originals is not None:
-            thinned = thinned_count(len(tokens), config.train.thin_fraction)
-            anchor = content_anchor_penalty(model, mu[:thinned], originals[:thinned], attributes)
-            loss = loss + ramp * config.glsr.content_anchor * anchor
-            parts["anchor"] = anchor.item()
+        if originals is not None:
+            loss = loss + thinning_terms(model, mu, z, tokens, originals, attributes, pitches,
+                                         config, ramp, parts)
     parts["alpha"] = alpha
     return StepResult(loss, parts)
 
@@ -198,6 +190,25 @@ def encoder_terms(mu: torch.Tensor, tokens: torch.Tensor, attributes: list[Regul
                           for i, a in enumerate(attributes))
         total = total + ramp * config.glsr.encoder_calibration * calibration
         parts["calib"] = calibration.item()
+    return total
+
+
+def thinning_terms(model: GLSRVAE, mu: torch.Tensor, z: torch.Tensor, tokens: torch.Tensor,
+                   originals: torch.Tensor, attributes: list[RegularisedAttribute],
+                   pitches: torch.Tensor, config: Config, ramp: float, parts: dict
+                   ) -> torch.Tensor | float:
+    """Weighted restoration and content-anchor terms on the thinned first windows of the batch."""
+    total: torch.Tensor | float = 0.0
+    thinned = thinned_count(len(tokens), config.train.thin_fraction)
+    if config.glsr.restoration > 0:
+        restoration = restoration_loss(model, z[:thinned], tokens[:thinned], originals[:thinned],
+                                       attributes, pitches, config)
+        total = total + ramp * config.glsr.restoration * restoration
+        parts["restore"] = restoration.item()
+    if config.glsr.content_anchor > 0:
+        anchor = content_anchor_penalty(model, mu[:thinned], originals[:thinned], attributes)
+        total = total + ramp * config.glsr.content_anchor * anchor
+        parts["anchor"] = anchor.item()
     return total
 
 
