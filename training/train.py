@@ -171,6 +171,11 @@ def objective(model: GLSRVAE, tokens: torch.Tensor, attributes: list[Regularised
     return StepResult(loss, parts)
 
 
+def calibration_limit(config: Config) -> float:
+    """Calibration targets stop at half the prior's range: where the knob's travel ends."""
+    return config.glsr.prior_range / 2
+
+
 def encoder_terms(mu: torch.Tensor, tokens: torch.Tensor, attributes: list[RegularisedAttribute],
                   pitches: torch.Tensor, config: Config, ramp: float, parts: dict
                   ) -> torch.Tensor | float:
@@ -185,7 +190,7 @@ def encoder_terms(mu: torch.Tensor, tokens: torch.Tensor, attributes: list[Regul
         total = total + ramp * config.glsr.encoder_alignment * alignment
         parts["align"] = alignment.item()
     if config.glsr.encoder_calibration > 0:
-        limit = config.glsr.prior_range / 2
+        limit = calibration_limit(config)
         calibration = sum(calibration_penalty(mu[:, a.dim], values[:, i], a, limit)
                           for i, a in enumerate(attributes))
         total = total + ramp * config.glsr.encoder_calibration * calibration
@@ -222,7 +227,7 @@ def restoration_loss(model: GLSRVAE, z: torch.Tensor, thinned: torch.Tensor,
     slope alone cannot teach that where the decoder is sure of silence: the softmax saturates
     and the expected note count has no gradient, while this cross-entropy always has one.
     """
-    limit = config.glsr.prior_range / 2
+    limit = calibration_limit(config)
     whole = token_attributes(originals, attributes, pitches)  # (n, n_attributes)
     sparse = token_attributes(thinned, attributes, pitches)
     moved = z.clone()
