@@ -24,24 +24,23 @@ def note_indices(tokens: torch.Tensor) -> torch.Tensor:
     return torch.where(sounding, index, torch.zeros_like(index))
 
 
-def thinned_count(batch_size: int, fraction: float) -> int:
-    """How many windows, from the first, ``thin_notes`` thins."""
-    return round(fraction * batch_size)
+def thin_notes(tokens: torch.Tensor, fraction: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """(B, L) -> (B, L) tokens and (B,) mask: a random ``fraction`` of the rows lose each of
+    their notes with a probability drawn U(0, 1) per row.
 
-
-def thin_notes(tokens: torch.Tensor, fraction: float) -> torch.Tensor:
-    """(B, L) -> (B, L): the first ``fraction`` of the windows lose each note with prob U(0, 1).
-
-    A dropped note's onset and holds become rests. The batch order is already random, so the
-    first windows are a random choice.
+    A dropped note's onset and holds become rests. The rows are drawn at random, so no later
+    term that takes the first rows of a batch sees only thinned (or only whole) windows.
     """
-    count = thinned_count(tokens.shape[0], fraction)
+    count = round(fraction * tokens.shape[0])
+    chosen = torch.zeros(tokens.shape[0], dtype=torch.bool, device=tokens.device)
     if count == 0:
-        return tokens
-    chosen = tokens[:count]
-    index = note_indices(chosen)  # (n, L)
+        return tokens, chosen
+    chosen[torch.randperm(tokens.shape[0], device=tokens.device)[:count]] = True
+    rows = tokens[chosen]
+    index = note_indices(rows)  # (n, L)
     drop_probability = torch.rand(count, 1, device=tokens.device)  # one per window
     dropped = torch.rand(count, tokens.shape[1] + 1, device=tokens.device) < drop_probability
     dropped[:, 0] = False  # index 0: steps that belong to no note stay as they are
-    thinned = torch.where(dropped.gather(1, index), torch.full_like(chosen, REST), chosen)
-    return torch.cat([thinned, tokens[count:]])
+    thinned = tokens.clone()
+    thinned[chosen] = torch.where(dropped.gather(1, index), torch.full_like(rows, REST), rows)
+    return thinned, chosen

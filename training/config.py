@@ -47,18 +47,40 @@ class TrainConfig:
     eval_windows: int = 4096
     checkpoint_every: int = 250
     patience: int = 8  # evaluations without val improvement, counted after annealing
+    warmup: int = 200  # steps of linear learning-rate warm-up before the cosine decay
     seed: int = 0
-    thin_fraction: float = 0.0  # share of each batch whose windows lose notes to rests
 
 
 @dataclass
-class AnnealConfig:
-    beta_max: float = 1.0
-    beta_start: int = 1000
-    beta_steps: int = 10000
-    alpha_max: float = 1.0
-    alpha_start: int = 500
-    alpha_steps: int = 5000
+class Ramp:
+    """A schedule: 0 before ``start``, then linear to ``value`` over ``ramp`` steps."""
+
+    value: float = 0.0
+    start: int = 0
+    ramp: int = 0
+
+    def at(self, step: int) -> float:
+        if step < self.start or self.value == 0:
+            return 0.0
+        return self.value * min(1.0, (step - self.start + 1) / max(1, self.ramp))
+
+    @property
+    def end(self) -> int:
+        """The first step at which the full value holds (0 for a term that is off)."""
+        return self.start + self.ramp if self.value else 0
+
+
+# Every weighted term of the objective (and the thinned share of each batch), with defaults:
+# beta and glsr as the paper anneals them, every addition beyond the paper off.
+SCHEDULE_TERMS = {
+    "beta": Ramp(1.0, 1000, 10000),  # KL weight
+    "glsr": Ramp(1.0, 500, 5000),  # the paper's GLSR weight (alpha)
+    "alignment": Ramp(),  # AR-VAE's ordering term on the posterior means
+    "calibration": Ramp(),  # mu placed where the axis's slope says the attribute belongs
+    "thinning": Ramp(),  # share of each batch whose windows lose notes to rests
+    "restoration": Ramp(),  # a thinned window, moved up its axes, decodes to the whole one
+    "anchor": Ramp(),  # a thinned window's code, off the axes, is pulled to the whole's
+}
 
 
 @dataclass
@@ -79,10 +101,6 @@ class GLSRConfig:
     prior_range: float = 6.0  # width of the prior's range the attribute range is spread over
     gradient: str = "exact"  # or "finite_difference" (central, float32-safe step 1e-2)
     sharpness: float = 1.0  # expectations under softmax(logits / sharpness); < 1 nears argmax
-    encoder_alignment: float = 0.0  # weight of AR-VAE's ordering term on mu (0: GLSR alone)
-    encoder_calibration: float = 0.0  # weight of the term placing mu where the axis's slope says
-    restoration: float = 0.0  # weight of decoding a thinned window, moved up its axes, back whole
-    content_anchor: float = 0.0  # pulls a thinned window's code, off the axes, to the whole's
 
 
 @dataclass
@@ -90,9 +108,20 @@ class Config:
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
-    anneal: AnnealConfig = field(default_factory=AnnealConfig)
     glsr: GLSRConfig = field(default_factory=GLSRConfig)
+    schedule: dict[str, Ramp] = field(
+        default_factory=lambda: {k: Ramp(**asdict(v)) for k, v in SCHEDULE_TERMS.items()})
     regularize: bool = True
+
+    def weight(self, term: str, step: int) -> float:
+        """The scheduled weight of ``term`` at ``step``; regularising terms are 0 without GLSR."""
+        if term not in ("beta", "thinning") and not self.regularize:
+            return 0.0
+        return self.schedule[term].at(step)
+
+    def anneal_end(self) -> int:
+        """The step from which every scheduled term holds its final value."""
+        return max(r.end for r in self.schedule.values())
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -101,8 +130,7 @@ class Config:
         return hashlib.sha1(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()[:12]
 
 
-SECTIONS = {"data": DataConfig, "model": ModelConfig, "train": TrainConfig,
-            "anneal": AnnealConfig}
+SECTIONS = {"data": DataConfig, "model": ModelConfig, "train": TrainConfig}
 
 
 def _build(cls, values: dict, where: str):
@@ -113,6 +141,8 @@ def _build(cls, values: dict, where: str):
     if unknown:
         raise ConfigError(f"unknown key(s) in [{where}]: {', '.join(unknown)}")
     defaults = cls() if cls is not AttributeConfig else None
+    if cls is AttributeConfig:
+        check_attribute_values(values, where)
     for name, value in values.items():
         expected = type(getattr(defaults, name)) if defaults is not None else None
         if expected in (int, float) and (isinstance(value, bool)
@@ -138,9 +168,6 @@ def _glsr(values: dict) -> GLSRConfig:
         if not isinstance(attributes, list):
             raise ConfigError("[glsr] attributes must be an array of tables")
         config.attributes = [_build(AttributeConfig, a, "glsr.attributes") for a in attributes]
-    for name in ("encoder_alignment", "encoder_calibration", "restoration", "content_anchor"):
-        if getattr(config, name) < 0:
-            raise ConfigError(f"[glsr] {name} must be >= 0")
     if config.sharpness <= 0:
         raise ConfigError("[glsr] sharpness must be positive")
     if config.gradient not in ("exact", "finite_difference"):
@@ -157,19 +184,55 @@ def _glsr(values: dict) -> GLSRConfig:
     return config
 
 
+def check_attribute_values(values: dict, where: str) -> None:
+    """mu and sigma are "auto" or a positive number."""
+    for name in ("mu", "sigma"):
+        value = values.get(name, "auto")
+        if value == "auto":
+            continue
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+            raise ConfigError(f"[{where}] {name} must be \"auto\" or a positive number, "
+                              f"got {value!r}")
+
+
+def _schedule(values: dict) -> dict[str, Ramp]:
+    if not isinstance(values, dict):
+        raise ConfigError("[schedule] must be a table")
+    unknown = sorted(set(values) - set(SCHEDULE_TERMS))
+    if unknown:
+        raise ConfigError(f"unknown term(s) in [schedule]: {', '.join(unknown)}; known: "
+                          f"{', '.join(SCHEDULE_TERMS)}")
+    schedule = {}
+    for term, default in SCHEDULE_TERMS.items():
+        given = values.get(term, {})
+        if isinstance(given, (int, float)) and not isinstance(given, bool):
+            given = {"value": given}  # a bare number: that weight from step 0
+        merged = {**asdict(default), **given} if isinstance(given, dict) else given
+        ramp = _build(Ramp, merged, f"schedule.{term}")
+        if ramp.value < 0 or ramp.start < 0 or ramp.ramp < 0:
+            raise ConfigError(f"[schedule] {term}: value, start and ramp must be >= 0")
+        schedule[term] = ramp
+    if schedule["thinning"].value > 1:
+        raise ConfigError("[schedule] thinning is a share of the batch: at most 1")
+    return schedule
+
+
 def from_dict(raw: dict) -> Config:
-    unknown = sorted(set(raw) - set(SECTIONS) - {"glsr", "regularize"})
+    unknown = sorted(set(raw) - set(SECTIONS) - {"glsr", "schedule", "regularize"})
     if unknown:
         raise ConfigError(f"unknown section(s): {', '.join(unknown)}")
     config = Config(**{name: _build(cls, raw.get(name, {}), name) for name, cls in
                        SECTIONS.items()})
     config.glsr = _glsr(raw.get("glsr", {}))
+    config.schedule = _schedule(raw.get("schedule", {}))
     config.regularize = bool(raw.get("regularize", True))
-    if not 0 <= config.train.thin_fraction <= 1:
-        raise ConfigError("[train] thin_fraction must be between 0 and 1")
-    for name in ("restoration", "content_anchor"):
-        if getattr(config.glsr, name) > 0 and config.train.thin_fraction == 0:
-            raise ConfigError(f"[glsr] {name} needs thinned windows: set [train] thin_fraction > 0")
+    for term in ("restoration", "anchor"):
+        if config.schedule[term].value > 0 and config.schedule["thinning"].value == 0:
+            raise ConfigError(f"[schedule] {term} needs thinned windows: give thinning a value")
+    for section, name in (("train", "batch_size"), ("train", "max_steps"), ("glsr", "batch"),
+                          ("data", "seq_len"), ("data", "stride"), ("model", "latent_dim")):
+        if getattr(getattr(config, section), name) < 1:
+            raise ConfigError(f"[{section}] {name} must be at least 1")
     for attribute in config.glsr.attributes:
         if not 0 <= attribute.dim < config.model.latent_dim:
             raise ConfigError(f"attribute {attribute.name!r}: dim {attribute.dim} is outside "

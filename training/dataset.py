@@ -28,6 +28,7 @@ from .corpus import (
     load_folder,
     pitches_of,
 )
+from .families import LINK_SHARE, assign_families, overlap_share, tune_families, window_patterns
 
 CACHE_VERSION = 3
 SPLITS = ("train", "val", "test")
@@ -57,6 +58,7 @@ class Dataset:
     names: list[str]
     lines: list[np.ndarray]
     splits: list[str]
+    families: list[int]
     skipped: dict[str, str]
     vocab: Vocabulary
     from_cache: bool = False
@@ -75,6 +77,14 @@ class Dataset:
             for i in self.pieces(split)
         ]
         return np.concatenate(chunks) if chunks else np.zeros((0, self.settings.seq_len), np.int64)
+
+    def train_patterns(self) -> np.ndarray:
+        """Sorted unique transposition-invariant patterns of the train split's windows."""
+        return np.unique(window_patterns(untransposed_windows(self, self.pieces("train"))))
+
+    def unseen(self, windows: np.ndarray) -> np.ndarray:
+        """(N,) True for windows whose pattern occurs nowhere in train, in any transposition."""
+        return ~np.isin(window_patterns(windows), self.train_patterns())
 
 
 # ---------------------------------------------------------------- windows
@@ -116,17 +126,22 @@ def codes_to_tokens(codes: np.ndarray, shift: int, vocab: Vocabulary) -> np.ndar
 
 # ---------------------------------------------------------------- splits
 
-
-def melody_key(line: np.ndarray) -> str:
-    """Transposition-invariant fingerprint, so that a tune harmonised twice stays in one split."""
-    pitches = line[line >= 0]
-    relative = np.where(line >= 0, line - (pitches[0] if len(pitches) else 0), line)
-    return hashlib.sha1(relative.astype(np.int16).tobytes()).hexdigest()
+SPLIT_METHOD = f"tune families (pattern share > {LINK_SHARE}), dealt by windows"
 
 
-def assign_split(key: str, split: tuple[float, float]) -> str:
-    fraction = int(key[:8], 16) / 0xFFFFFFFF
-    return "train" if fraction < split[0] else "val" if fraction < split[1] else "test"
+def untransposed_windows(dataset: Dataset, pieces: list[int]) -> np.ndarray:
+    chunks = [line_windows(dataset.lines[i], dataset.settings, dataset.vocab, transpose=False)
+              for i in pieces]
+    return np.concatenate(chunks) if chunks else np.zeros((0, dataset.settings.seq_len), np.int64)
+
+
+def split_by_family(lines: list[np.ndarray], names: list[str], settings: DatasetSettings,
+                    vocab: Vocabulary) -> tuple[list[int], list[str]]:
+    """(family id, split) of every line: near-copies of a tune share a family and a split."""
+    windows = [line_windows(line, settings, vocab, transpose=False) for line in lines]
+    patterns = [np.unique(window_patterns(w)) for w in windows]
+    families = tune_families(patterns)
+    return families, assign_families(families, names, [len(w) for w in windows], settings.split)
 
 
 # ---------------------------------------------------------------- build and cache
@@ -186,16 +201,13 @@ def build(
         result = parse_corpus(settings, progress)
         save_cache(path, result)
     lines = [m.line for m in result.melodies]
+    names = [m.name for m in result.melodies]
     pitches = pitches_of(lines)
-    return Dataset(
-        settings=settings,
-        names=[m.name for m in result.melodies],
-        lines=lines,
-        splits=[assign_split(melody_key(line), settings.split) for line in lines],
-        skipped=result.skipped,
-        vocab=Vocabulary(int(pitches.min()), int(pitches.max())),
-        from_cache=from_cache,
-    )
+    vocab = Vocabulary(int(pitches.min()), int(pitches.max()))
+    families, splits = split_by_family(lines, names, settings, vocab)
+    return Dataset(settings=settings, names=names, lines=lines, splits=splits,
+                   families=families, skipped=result.skipped, vocab=vocab,
+                   from_cache=from_cache)
 
 
 def attribute_summary(windows: np.ndarray, dataset: Dataset) -> dict[str, dict[str, float]]:
@@ -217,10 +229,18 @@ def attribute_summary(windows: np.ndarray, dataset: Dataset) -> dict[str, dict[s
 def summary(dataset: Dataset) -> dict:
     windows = {split: dataset.windows(split) for split in SPLITS}
     pieces = {split: len(dataset.pieces(split)) for split in SPLITS}
+    train_patterns = dataset.train_patterns()
     return {
         "corpus": dataset.settings.corpus,
         "pieces": len(dataset.names),
         "pieces_per_split": pieces,
+        "families": len(set(dataset.families)),
+        "families_per_split": {split: len({dataset.families[i] for i in dataset.pieces(split)})
+                               for split in SPLITS},
+        "split_method": SPLIT_METHOD,
+        "overlap_with_train": {
+            split: round(overlap_share(untransposed_windows(dataset, dataset.pieces(split)),
+                                       train_patterns), 4) for split in SPLITS},
         "skipped": len(dataset.skipped),
         "skipped_reasons": dataset.skipped,
         "windows": {split: int(len(w)) for split, w in windows.items()},

@@ -41,6 +41,8 @@ def expected_black_keys(probs: torch.Tensor, pitches: torch.Tensor) -> torch.Ten
     return (probs * black).sum(dim=(1, 2))
 
 
+NEEDS_NOTES = {"register"}  # attributes without a value for a window that has no notes
+
 EXPECTATIONS: dict[str, Expectation] = {
     "notes": expected_notes,
     "register": expected_register,
@@ -140,6 +142,10 @@ def ordering_penalty(latent: torch.Tensor, attribute: torch.Tensor, delta: float
     encoder to order phrases along the axis by their attribute. GLSR shapes the decoder only; this
     makes the encoder put a phrase where the decoder's axis says its attribute belongs.
     """
+    defined = attribute.isfinite()
+    latent, attribute = latent[defined], attribute[defined]
+    if len(latent) < 2:
+        return latent.new_zeros(())
     latent_gaps = latent[:, None] - latent[None, :]  # (B, B)
     attribute_gaps = attribute[:, None] - attribute[None, :]  # (B, B)
     return (torch.tanh(delta * latent_gaps) - torch.sign(attribute_gaps)).abs().mean()
@@ -157,7 +163,11 @@ def calibration_penalty(latent: torch.Tensor, attribute: torch.Tensor,
     Targets are clipped to +-limit (half the prior's range): a silent phrase would otherwise sit
     so far out that no knob position brings notes back.
     """
-    return (latent - calibrated_position(attribute, regularised, limit)).pow(2).mean()
+    defined = attribute.isfinite()
+    if not bool(defined.any()):
+        return latent.new_zeros(())
+    targets = calibrated_position(attribute[defined], regularised, limit)
+    return (latent[defined] - targets).pow(2).mean()
 
 
 def calibrated_position(attribute: torch.Tensor, regularised: RegularisedAttribute,
@@ -168,9 +178,20 @@ def calibrated_position(attribute: torch.Tensor, regularised: RegularisedAttribu
 
 def token_attributes(tokens: torch.Tensor, attributes: list[RegularisedAttribute],
                      pitches: torch.Tensor) -> torch.Tensor:
-    """tokens (B, L) -> (B, n_attributes): the data's attributes (expectations at one-hot)."""
+    """tokens (B, L) -> (B, n_attributes): the data's attributes (expectations at one-hot).
+
+    NaN where the attribute is undefined (the register of a window without notes), as in
+    ``glsr_live.attributes``: the two definitions must agree (tests compare them).
+    """
     one_hot = torch.nn.functional.one_hot(tokens, pitches.shape[0]).to(torch.float32)
-    return torch.stack([EXPECTATIONS[a.name](one_hot, pitches) for a in attributes], dim=1)
+    silent = expected_notes(one_hot, pitches) == 0  # (B,)
+    columns = []
+    for attribute in attributes:
+        values = EXPECTATIONS[attribute.name](one_hot, pitches)
+        if attribute.name in NEEDS_NOTES:
+            values = values.masked_fill(silent, float("nan"))
+        columns.append(values)
+    return torch.stack(columns, dim=1)
 
 
 def spread_along_axes(

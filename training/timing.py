@@ -36,8 +36,9 @@ def time_steps(config, attributes, batch: int, steps: int, device: torch.device)
     seconds = []
     for _ in range(steps + 1):
         started = time.perf_counter()
-        thinned = thin_notes(tokens, config.train.thin_fraction)
-        result = objective(model, thinned, attributes, config, late, pitches, originals=tokens)
+        thinned, mask = thin_notes(tokens, config.weight("thinning", late))
+        result = objective(model, thinned, attributes, config, late, pitches, originals=tokens,
+                           thinned=mask)
         optimiser.zero_grad()
         result.loss.backward()
         optimiser.step()

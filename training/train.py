@@ -24,10 +24,10 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from glsr_live.attributes import compute
-from glsr_live.tokens import HOLD, Vocabulary
+from glsr_live.tokens import HOLD, Vocabulary, canonical
 
 from . import config as config_module
-from .augment import thin_notes, thinned_count
+from .augment import thin_notes
 from .checkpoint import CheckpointError, load_checkpoint, load_latest, save_checkpoint
 from .config import Config, ConfigError
 from .corpus import CorpusError
@@ -45,6 +45,7 @@ from .glsr import (
 )
 from .metrics import spearman, token_accuracy
 from .model import GLSRVAE, ModelArgs, kl_per_dim, reparameterise
+from .provenance import provenance
 
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
@@ -104,17 +105,10 @@ def regularised_attributes(config: Config, train: np.ndarray, dataset: Dataset
     return resolved
 
 
-def annealed(step: int, start: int, steps: int, maximum: float) -> float:
-    """0 before ``start``, then a linear ramp to ``maximum`` over ``steps``."""
-    if step < start:
-        return 0.0
-    return maximum * min(1.0, (step - start) / max(1, steps))
-
-
 def learning_rate(step: int, config: Config) -> float:
-    """Short warm-up, then cosine decay from lr to lr_final over max_steps."""
+    """Linear warm-up, then cosine decay from lr to lr_final over max_steps."""
     train = config.train
-    warmup = min(200, train.max_steps // 10 + 1)
+    warmup = min(train.warmup, train.max_steps // 10 + 1)
     if step < warmup:
         return train.lr * (step + 1) / warmup
     progress = min(1.0, (step - warmup) / max(1, train.max_steps - warmup))
@@ -130,45 +124,57 @@ class StepResult:
     parts: dict[str, float]
 
 
+def glsr_rows(batch_size: int, count: int, device: torch.device) -> torch.Tensor:
+    """(count,) random rows of the batch for the costly GLSR term, whole and thinned alike."""
+    return torch.randperm(batch_size, device=device)[:count]
+
+
 def objective(model: GLSRVAE, tokens: torch.Tensor, attributes: list[RegularisedAttribute],
               config: Config, step: int, pitches: torch.Tensor,
-              originals: torch.Tensor | None = None) -> StepResult:
-    """-ELBO with annealed beta and the annealed GLSR terms, for one batch (B, L).
+              originals: torch.Tensor | None = None,
+              thinned: torch.Tensor | None = None) -> StepResult:
+    """-ELBO and every scheduled regulariser at ``step``, for one batch (B, L).
 
-    ``originals`` (B, L) is the batch before thinning (``tokens`` after), for the thinning terms.
+    ``originals`` (B, L) is the batch before thinning (``tokens`` after) and ``thinned`` (B,)
+    marks the rows that were thinned, for the thinning terms.
     """
     mu, logvar = model.encode(tokens)  # (B, d) each
     z = reparameterise(mu, logvar)
     logits = model.decode(z)  # (B, L, K)
     nll = F.cross_entropy(logits.transpose(1, 2), tokens, reduction="none").sum(1).mean()
     kl = kl_per_dim(mu, logvar).sum(1).mean()
-    beta = annealed(step, config.anneal.beta_start, config.anneal.beta_steps,
-                    config.anneal.beta_max)
+    beta = config.weight("beta", step)
     loss = nll + beta * kl
     parts = {"nll": nll.item(), "kl": kl.item(), "beta": beta}
-    alpha = annealed(step, config.anneal.alpha_start, config.anneal.alpha_steps,
-                     config.anneal.alpha_max)
-    if attributes and alpha > 0:
-        sub = spread_along_axes(z[: config.glsr.batch], attributes, config.glsr.axis_spread)
-        estimator = GRADIENT_ESTIMATORS[config.glsr.gradient]
-        unrolled = sub.device.type == "cuda" and estimator is attribute_gradients
-        sharpness = config.glsr.sharpness
-        gradients = estimator(  # unrolled: cuDNN has no double backward
-            lambda zz: model.decode(zz, twice_differentiable=unrolled) / sharpness, sub,
-            attributes, pitches)
-        penalty = glsr_penalty(gradients, attributes)  # (n_attributes,)
-        loss = loss + alpha * penalty.sum()
-        for attribute, value, grad in zip(attributes, penalty, gradients.mean(0), strict=True):
-            parts[f"glsr_{attribute.name}"] = value.item()
-            parts[f"slope_{attribute.name}"] = grad.item()
-    if attributes and alpha > 0:
-        ramp = alpha / config.anneal.alpha_max
-        loss = loss + encoder_terms(mu, tokens, attributes, pitches, config, ramp, parts)
-        if originals is not None:
-            loss = loss + thinning_terms(model, mu, z, tokens, originals, attributes, pitches,
-                                         config, ramp, parts)
+    if not attributes:
+        return StepResult(loss, parts)
+    alpha = config.weight("glsr", step)
+    if alpha > 0:
+        loss = loss + alpha * glsr_term(model, z, attributes, config, pitches, parts)
     parts["alpha"] = alpha
+    loss = loss + encoder_terms(mu, tokens, attributes, pitches, config, step, parts)
+    if originals is not None and thinned is not None and bool(thinned.any()):
+        loss = loss + thinning_terms(model, mu[thinned], z[thinned], tokens[thinned],
+                                     originals[thinned], attributes, pitches, config, step, parts)
     return StepResult(loss, parts)
+
+
+def glsr_term(model: GLSRVAE, z: torch.Tensor, attributes: list[RegularisedAttribute],
+              config: Config, pitches: torch.Tensor, parts: dict) -> torch.Tensor:
+    """The paper's GLSR penalty, summed over attributes, on ``glsr.batch`` random rows of z."""
+    rows = glsr_rows(len(z), config.glsr.batch, z.device)
+    sub = spread_along_axes(z[rows], attributes, config.glsr.axis_spread)
+    estimator = GRADIENT_ESTIMATORS[config.glsr.gradient]
+    unrolled = sub.device.type == "cuda" and estimator is attribute_gradients
+    sharpness = config.glsr.sharpness
+    gradients = estimator(  # unrolled: cuDNN has no double backward
+        lambda zz: model.decode(zz, twice_differentiable=unrolled) / sharpness, sub,
+        attributes, pitches)
+    penalty = glsr_penalty(gradients, attributes)  # (n_attributes,)
+    for attribute, value, grad in zip(attributes, penalty, gradients.mean(0), strict=True):
+        parts[f"glsr_{attribute.name}"] = value.item()
+        parts[f"slope_{attribute.name}"] = grad.item()
+    return penalty.sum()
 
 
 def calibration_limit(config: Config) -> float:
@@ -177,42 +183,44 @@ def calibration_limit(config: Config) -> float:
 
 
 def encoder_terms(mu: torch.Tensor, tokens: torch.Tensor, attributes: list[RegularisedAttribute],
-                  pitches: torch.Tensor, config: Config, ramp: float, parts: dict
+                  pitches: torch.Tensor, config: Config, step: int, parts: dict
                   ) -> torch.Tensor | float:
-    """Weighted ordering and calibration terms on mu (B, d), ramped in with GLSR's alpha."""
+    """Scheduled ordering and calibration terms on mu (B, d)."""
     total: torch.Tensor | float = 0.0
-    if config.glsr.encoder_alignment == 0 and config.glsr.encoder_calibration == 0:
-        return total  # GLSR alone (the default): no need for the batch's attributes
-    values = token_attributes(tokens, attributes, pitches)  # (B, n_attributes)
-    if config.glsr.encoder_alignment > 0:
+    alignment_weight = config.weight("alignment", step)
+    calibration_weight = config.weight("calibration", step)
+    if alignment_weight == 0 and calibration_weight == 0:
+        return total  # GLSR alone (the paper): no need for the batch's attributes
+    values = token_attributes(tokens, attributes, pitches)  # (B, n_attributes), NaN: undefined
+    if alignment_weight > 0:
         alignment = sum(ordering_penalty(mu[:, a.dim], values[:, i])
                         for i, a in enumerate(attributes))
-        total = total + ramp * config.glsr.encoder_alignment * alignment
+        total = total + alignment_weight * alignment
         parts["align"] = alignment.item()
-    if config.glsr.encoder_calibration > 0:
+    if calibration_weight > 0:
         limit = calibration_limit(config)
         calibration = sum(calibration_penalty(mu[:, a.dim], values[:, i], a, limit)
                           for i, a in enumerate(attributes))
-        total = total + ramp * config.glsr.encoder_calibration * calibration
+        total = total + calibration_weight * calibration
         parts["calib"] = calibration.item()
     return total
 
 
 def thinning_terms(model: GLSRVAE, mu: torch.Tensor, z: torch.Tensor, tokens: torch.Tensor,
                    originals: torch.Tensor, attributes: list[RegularisedAttribute],
-                   pitches: torch.Tensor, config: Config, ramp: float, parts: dict
+                   pitches: torch.Tensor, config: Config, step: int, parts: dict
                    ) -> torch.Tensor | float:
-    """Weighted restoration and content-anchor terms on the thinned first windows of the batch."""
+    """Scheduled restoration and content-anchor terms on the thinned rows (n, ...) only."""
     total: torch.Tensor | float = 0.0
-    thinned = thinned_count(len(tokens), config.train.thin_fraction)
-    if config.glsr.restoration > 0:
-        restoration = restoration_loss(model, z[:thinned], tokens[:thinned], originals[:thinned],
-                                       attributes, pitches, config)
-        total = total + ramp * config.glsr.restoration * restoration
+    restoration_weight = config.weight("restoration", step)
+    anchor_weight = config.weight("anchor", step)
+    if restoration_weight > 0:
+        restoration = restoration_loss(model, z, tokens, originals, attributes, pitches, config)
+        total = total + restoration_weight * restoration
         parts["restore"] = restoration.item()
-    if config.glsr.content_anchor > 0:
-        anchor = content_anchor_penalty(model, mu[:thinned], originals[:thinned], attributes)
-        total = total + ramp * config.glsr.content_anchor * anchor
+    if anchor_weight > 0:
+        anchor = content_anchor_penalty(model, mu, originals, attributes)
+        total = total + anchor_weight * anchor
         parts["anchor"] = anchor.item()
     return total
 
@@ -232,8 +240,9 @@ def restoration_loss(model: GLSRVAE, z: torch.Tensor, thinned: torch.Tensor,
     sparse = token_attributes(thinned, attributes, pitches)
     moved = z.clone()
     for i, attribute in enumerate(attributes):
-        moved[:, attribute.dim] += (calibrated_position(whole[:, i], attribute, limit)
-                                    - calibrated_position(sparse[:, i], attribute, limit))
+        shift = (calibrated_position(whole[:, i], attribute, limit)
+                 - calibrated_position(sparse[:, i], attribute, limit))
+        moved[:, attribute.dim] += shift.nan_to_num(0.0)  # register of silence: no move
     logits = model.decode(moved)  # (n, L, K)
     return F.cross_entropy(logits.transpose(1, 2), originals, reduction="none").sum(1).mean()
 
@@ -270,6 +279,10 @@ def all_reduce_gradients(model: torch.nn.Module, runtime: Runtime) -> None:
 # ---------------------------------------------------------------- evaluation
 
 
+def canonical_rows(tokens: np.ndarray) -> np.ndarray:
+    return np.stack([canonical(row) for row in tokens])
+
+
 @torch.no_grad()
 def evaluate(model: GLSRVAE, windows: torch.Tensor, dataset: Dataset,
              attributes: list[RegularisedAttribute], config: Config) -> dict:
@@ -282,19 +295,20 @@ def evaluate(model: GLSRVAE, windows: torch.Tensor, dataset: Dataset,
         nll += F.cross_entropy(logits.transpose(1, 2), batch, reduction="none").sum().item()
         mus.append(mu)
         logvars.append(logvar)
-        predictions.append(logits.argmax(-1))
+        predictions.append(logits.argmax(-1).cpu().numpy())
     model.train()
     mu, logvar = torch.cat(mus), torch.cat(logvars)
     kl = kl_per_dim(mu, logvar).mean(0).cpu().numpy()
     target = windows.cpu().numpy()
-    accuracy, accuracy_nonhold = token_accuracy(torch.cat(predictions).cpu().numpy(), target,
-                                                HOLD)
+    # the argmax made canonical, as the runtime plays it: the same quantity glsr-eval reports
+    decoded = canonical_rows(np.concatenate(predictions))
+    accuracy, accuracy_nonhold = token_accuracy(decoded, target, HOLD)
     result = {
         "val_nll": nll / len(windows), "val_kl": float(kl.sum()),
         "val_kl_per_dim": [round(float(k), 4) for k in kl],
-        "val_accuracy": accuracy, "val_accuracy_nonhold": accuracy_nonhold,
+        "val_recon_accuracy": accuracy, "val_recon_accuracy_nonhold": accuracy_nonhold,
     }
-    result["val_objective"] = result["val_nll"] + config.anneal.beta_max * result["val_kl"]
+    result["val_objective"] = result["val_nll"] + config.schedule["beta"].value * result["val_kl"]
     mu_np = mu.cpu().numpy()
     for attribute in attributes:
         values = compute(attribute.name, target, dataset.vocab, dataset.grid)
@@ -332,11 +346,6 @@ def next_batch(train: torch.Tensor, state: State, config: Config, runtime: Runti
     return train[torch.from_numpy(indices)]
 
 
-def anneal_end(config: Config) -> int:
-    anneal = config.anneal
-    return max(anneal.beta_start + anneal.beta_steps, anneal.alpha_start + anneal.alpha_steps)
-
-
 class Stop(Exception):
     """SIGTERM or SIGINT (also where a shell ignores SIGINT for background jobs)."""
 
@@ -358,6 +367,7 @@ class Run:
     attributes: list[RegularisedAttribute]
     state: State
     saved_step: int = -1
+    provenance: dict = field(default_factory=dict)
 
     def checkpoint(self, name: str = "latest.pt") -> None:
         """Save on rank 0; saving latest.pt twice at one step would make previous.pt a copy."""
@@ -377,12 +387,20 @@ class Run:
             "grid": [self.dataset.grid.steps_per_beat, self.dataset.grid.beats_per_bar],
             "attributes": [a.__dict__ for a in self.attributes],
             "state": self.state.__dict__,
+            "provenance": self.provenance,
         }
 
     def log(self, record: dict) -> None:
+        """Append one line with a single write: a kill leaves whole lines or a torn last one,
+        which ``read_metrics`` skips."""
         if self.runtime.main:
-            with open(self.out / "metrics.jsonl", "a") as handle:
-                handle.write(json.dumps(record) + "\n")
+            line = (json.dumps(record) + "\n").encode()
+            descriptor = os.open(self.out / "metrics.jsonl", os.O_WRONLY | os.O_APPEND | os.O_CREAT,
+                                 0o644)
+            try:
+                os.write(descriptor, line)
+            finally:
+                os.close(descriptor)
 
 
 def train_loop(run: Run, max_steps: int, max_minutes: float) -> str:
@@ -396,9 +414,9 @@ def train_loop(run: Run, max_steps: int, max_minutes: float) -> str:
         for group in run.optimizer.param_groups:
             group["lr"] = learning_rate(state.step, config)
         batch = next_batch(run.train, state, config, run.runtime).to(run.runtime.device)
-        thinned = thin_notes(batch, config.train.thin_fraction)
+        thinned, mask = thin_notes(batch, config.weight("thinning", state.step))
         result = objective(run.model, thinned, run.attributes, config, state.step, pitches,
-                           originals=batch)
+                           originals=batch, thinned=mask)
         run.optimizer.zero_grad(set_to_none=True)
         result.loss.backward()
         all_reduce_gradients(run.model, run.runtime)
@@ -436,7 +454,7 @@ def evaluate_and_track(run: Run, train_parts: dict) -> bool:
         record.update(evaluate(run.model, run.val, run.dataset, run.attributes, run.config))
         tqdm.write(summary_line(record))
     stop = False
-    if run.runtime.main and state.step >= anneal_end(run.config):
+    if run.runtime.main and state.step >= run.config.anneal_end():
         if record["val_objective"] < state.best:
             state.best, state.bad_evals = record["val_objective"], 0
             run.checkpoint("best.pt")
@@ -455,7 +473,8 @@ def summary_line(record: dict) -> str:
     spearmans = " ".join(f"{k.removeprefix('val_spearman_')} {v:+.2f}" for k, v in
                          record.items() if k.startswith("val_spearman_"))
     return (f"step {record['step']}: val nll {record['val_nll']:.2f} kl {record['val_kl']:.2f} "
-            f"acc {record['val_accuracy']:.3f} non-hold {record['val_accuracy_nonhold']:.3f} "
+            f"acc {record['val_recon_accuracy']:.3f} non-hold "
+            f"{record['val_recon_accuracy_nonhold']:.3f} "
             f"spearman {spearmans or '-'}")
 
 
@@ -552,13 +571,30 @@ def resolve_config(args: argparse.Namespace) -> tuple[Config, dict | None]:
     return config, checkpoint
 
 
+def read_metrics(path: Path) -> list[dict]:
+    """The whole records of a metrics log; a line torn by a kill is skipped."""
+    if not path.exists():
+        return []
+    records = []
+    for line in path.read_text(errors="replace").splitlines():
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(record, dict) and isinstance(record.get("step"), int):
+            records.append(record)
+    return records
+
+
 def forget_metrics_after(path: Path, step: int) -> None:
-    """Drop log lines newer than the checkpoint we resume from (they will be written again)."""
+    """Drop log lines newer than the checkpoint we resume from (they will be written again),
+    and any torn line; rewritten atomically."""
     if not path.exists():
         return
-    kept = [line for line in path.read_text().splitlines()
-            if line.strip() and json.loads(line)["step"] <= step]
-    path.write_text("".join(line + "\n" for line in kept))
+    kept = [record for record in read_metrics(path) if record["step"] <= step]
+    temporary = path.with_suffix(".tmp")
+    temporary.write_text("".join(json.dumps(record) + "\n" for record in kept))
+    os.replace(temporary, path)
 
 
 def run_training(args: argparse.Namespace) -> int:
@@ -570,6 +606,8 @@ def run_training(args: argparse.Namespace) -> int:
             {**config.to_dict(), "digest": config.digest()}, indent=2))
     init = load_checkpoint(args.init) if args.init and checkpoint is None else None
     run = make_run(config, args.out, runtime, checkpoint, init)
+    run.provenance = (checkpoint or {}).get("provenance") or provenance(
+        config, args.config, run.dataset, runtime.device, args.init, init)
     if runtime.main and checkpoint is not None:
         forget_metrics_after(args.out / "metrics.jsonl", run.state.step)
     if runtime.main:
