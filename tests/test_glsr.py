@@ -1,5 +1,6 @@
 """The GLSR gradient: exact autograd against central differences, in float64."""
 
+import numpy as np
 import torch
 
 from glsr_live.tokens import Vocabulary
@@ -115,3 +116,35 @@ def test_token_attributes_are_the_data_attributes():
     values = token_attributes(tokens, ATTRIBUTES, pitches)  # (6, 2)
     notes = compute("notes", tokens.numpy(), VOCAB, Grid())
     assert torch.allclose(values[:, 0], torch.as_tensor(notes, dtype=torch.float32))
+
+
+def test_torch_and_numpy_attributes_agree_silence_included():
+    """One definition of each regularised attribute: the differentiable expectations at one-hot
+    tokens equal glsr_live.attributes, NaN (undefined) where a window has no note."""
+    from glsr_live.attributes import compute
+    from glsr_live.tokens import REST, Grid, canonical
+    from training.glsr import EXPECTATIONS, RegularisedAttribute
+
+    pitches = torch.from_numpy(VOCAB.pitch_table())
+    rng = np.random.default_rng(3)
+    rows = [canonical(rng.integers(0, VOCAB.size, 32)) for _ in range(40)]
+    rows += [np.full(32, REST), canonical(np.r_[[REST] * 31, [9]])]  # silence, one late note
+    tokens = np.stack(rows)
+    every = [RegularisedAttribute(name, i, 1.0, 0.25) for i, name in enumerate(EXPECTATIONS)]
+    values = token_attributes(torch.from_numpy(tokens), every, pitches).numpy()
+    for i, attribute in enumerate(every):
+        expected = compute(attribute.name, tokens, VOCAB, Grid())
+        np.testing.assert_allclose(values[:, i], expected, rtol=1e-5, equal_nan=True,
+                                   err_msg=attribute.name)
+    assert np.isnan(values[40, 1]) and values[41, 1] == VOCAB.pitch_table()[9]
+
+
+def test_calibration_and_ordering_ignore_windows_without_a_register():
+    register = RegularisedAttribute("register", 1, 2.0, 0.5, centre=70.0)
+    latent = torch.tensor([0.0, 1.0, -5.0], requires_grad=True)
+    values = torch.tensor([70.0, 72.0, float("nan")])  # the third window is silent
+    penalty = calibration_penalty(latent, values, register, 3.0)
+    assert torch.isclose(penalty, torch.tensor(0.0))  # the silent one is not pulled to -3
+    (grad,) = torch.autograd.grad(penalty, latent)
+    assert grad[2] == 0 and torch.isfinite(grad).all()
+    assert torch.isfinite(ordering_penalty(latent, values))

@@ -147,11 +147,18 @@ def test_damaged_model_directories_are_one_line_errors(tiny_model_dir, tmp_path,
     ("[train\n", "not valid TOML"),
     ("[glsr]\nattributes = [{ name = 'mood', dim = 0 }]\n", "no differentiable"),
     ("[glsr]\nsharpness = 0\n", "sharpness must be positive"),
-    ("[glsr]\nencoder_alignment = -1\n", "encoder_alignment must be >= 0"),
-    ("[glsr]\nencoder_calibration = -0.5\n", "encoder_calibration must be >= 0"),
-    ("[train]\nthin_fraction = 1.5\n", "thin_fraction must be between 0 and 1"),
-    ("[glsr]\nrestoration = 1.0\n", "restoration needs thinned windows"),
-    ("[glsr]\ncontent_anchor = 0.5\n", "content_anchor needs thinned windows"),
+    ("[schedule]\nalignment = -1\n", "must be >= 0"),
+    ("[schedule]\ncalibration = { value = 1, ramp = -5 }\n", "must be >= 0"),
+    ("[schedule]\nthinning = 1.5\n", "thinning is a share of the batch"),
+    ("[schedule]\nrestoration = 1.0\n", "restoration needs thinned windows"),
+    ("[schedule]\nanchor = 0.5\n", "anchor needs thinned windows"),
+    ("[schedule]\nkl = 0.5\n", "unknown term(s) in [schedule]: kl"),
+    ("[schedule]\nbeta = { value = 0.1, sart = 3 }\n", "unknown key(s) in [schedule.beta]"),
+    ("[schedule]\nbeta = 'high'\n", "must be a table"),
+    ("[glsr]\nattributes = [{ name = 'notes', dim = 0, mu = 'steep' }]\n", "mu must be"),
+    ("[glsr]\nattributes = [{ name = 'notes', dim = 0, sigma = 0 }]\n", "sigma must be"),
+    ("[train]\nbatch_size = 0\n", "batch_size must be at least 1"),
+    ("[anneal]\nbeta_max = 0.2\n", "unknown section(s): anneal"),
 ])
 def test_bad_training_configs_are_one_line_errors(tmp_path, text, message):
     config = tmp_path / "bad.toml"
@@ -181,3 +188,14 @@ def test_init_fine_tunes_from_weights_and_refuses_another_shape(tiny_model_dir, 
     done = train("--config", str(wider), "--init", str(weights), "--out", str(tmp_path / "w"))
     assert done.returncode == 2 and "another shape" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_a_metrics_line_torn_by_a_kill_does_not_stop_resume(tmp_path):
+    from training.train import forget_metrics_after, read_metrics
+
+    log = tmp_path / "metrics.jsonl"
+    whole = [json.dumps({"step": step, "val_nll": 1.0}) for step in (10, 20, 30)]
+    log.write_text("\n".join(whole) + '\n{"step": 40, "val_n')  # SIGKILL mid-write
+    assert [r["step"] for r in read_metrics(log)] == [10, 20, 30]
+    forget_metrics_after(log, 20)
+    assert [json.loads(line)["step"] for line in log.read_text().splitlines()] == [10, 20]
