@@ -75,10 +75,11 @@ def tiny_model_dir(tmp_path_factory) -> Path:
     """A tiny GLSR-VAE trained on real chorales for a few steps and exported to ONNX."""
     base = tmp_path_factory.mktemp("tiny")
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    for command in (
-        ["glsr-train", "--config", str(ROOT / "presets/train/tiny.toml"), "--out",
-         str(base / "run")],
-        ["glsr-export", str(base / "run"), "--out", str(base / "model")],
+    for command in (  # this interpreter's modules, never another glsr-train found on PATH
+        [sys.executable, "-m", "training.train", "--config",
+         str(ROOT / "presets/train/tiny.toml"), "--out", str(base / "run"), "--no-export"],
+        [sys.executable, "-m", "training.export", str(base / "run"), "--out",
+         str(base / "model")],
     ):
         done = subprocess.run(command, capture_output=True, text=True, env=env)
         assert done.returncode == 0, done.stderr[-2000:]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -23,11 +24,24 @@ from training.export import ParityError, check_parity, load_model
 
 TINY = ROOT / "presets" / "train" / "tiny.toml"
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
+GLSR_TRAIN = [sys.executable, "-m", "training.train"]  # not whichever glsr-train is on PATH
 
 
 def train(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
-    return subprocess.run(["glsr-train", *args], capture_output=True, text=True, env=ENV,
+    return subprocess.run([*GLSR_TRAIN, *args], capture_output=True, text=True, env=ENV,
                           timeout=timeout)
+
+
+def test_model_json_records_where_the_model_came_from(tiny_model_dir):
+    info = json.loads((tiny_model_dir / "model.json").read_text())
+    origin = info["training"]["provenance"]
+    assert origin["config_file"].endswith("tiny.toml")
+    assert origin["config_file_sha1"] == hashlib.sha1(TINY.read_bytes()).hexdigest()
+    assert origin["config_hash"] == info["training"]["config_hash"]
+    assert len(origin["data_fingerprint"]) == 16 and origin["split_method"].startswith("tune")
+    assert origin["device"].startswith("cpu") and origin["init_chain"] == []
+    assert len(origin["commit"].removesuffix("+dirty")) == 40
+    assert info["metrics"]["validation"]["step"] == info["training"]["steps"]
 
 
 def test_tiny_run_exports_a_model_the_runtime_loads_and_decodes(tiny_model_dir):
@@ -58,7 +72,8 @@ def test_tiny_run_logs_every_term_of_its_objective(tiny_model_dir):
 
 def test_sigkill_mid_epoch_then_resume_continues_from_the_last_checkpoint(tmp_path):
     run = tmp_path / "run"
-    command = ["glsr-train", "--config", str(TINY), "--out", str(run), "--max-steps", "200"]
+    command = [*GLSR_TRAIN, "--config", str(TINY), "--out", str(run), "--max-steps", "200",
+               "--no-export"]
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                env=ENV)
     deadline = time.monotonic() + 240
@@ -94,11 +109,13 @@ def test_two_process_data_parallel_run_on_cpu(tmp_path):
     # another Python (a virtualenv over system site-packages) that lacks this package
     torchrun = [sys.executable, "-m", "torch.distributed.run"]
     done = subprocess.run(
-        [*torchrun, "--nproc_per_node", "2", "--master_port", "29517", shutil.which("glsr-train"),
-         "--config", str(TINY), "--out", str(run), "--max-steps", "20"],
+        [*torchrun, "--nproc_per_node", "2", "--master_port", "29517", "-m", "training.train",
+         "--config", str(TINY), "--out", str(run), "--max-steps", "20", "--no-export"],
         capture_output=True, text=True, env=ENV, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "2 process(es)" in done.stdout
+    # ranks train on different halves of each batch: only averaged gradients keep them equal
+    assert "parameters on 2 ranks differ by at most 0\n" in done.stdout
     lines = (run / "metrics.jsonl").read_text().splitlines()
     assert [json.loads(line)["step"] for line in lines] == [20]  # rank 0 alone writes
 
@@ -170,7 +187,8 @@ def test_bad_training_configs_are_one_line_errors(tmp_path, text, message):
 
 def test_checkpoints_carry_what_rebuilds_the_model(tiny_model_dir):
     checkpoint = load_checkpoint(Path(tiny_model_dir).parent / "run" / "best.pt")
-    assert {"model", "model_args", "config", "vocab", "attributes", "state"} <= set(checkpoint)
+    assert {"model", "model_args", "config", "vocab", "attributes", "state",
+            "provenance"} <= set(checkpoint)
     model = load_model(checkpoint)
     assert sum(p.numel() for p in model.parameters()) > 0
 
@@ -182,6 +200,16 @@ def test_init_fine_tunes_from_weights_and_refuses_another_shape(tiny_model_dir, 
     assert done.returncode == 0, done.stderr[-2000:]
     first = json.loads((tmp_path / "tuned" / "metrics.jsonl").read_text().splitlines()[0])
     assert first["step"] == 10  # a new run: its own schedule from step 0
+    tuned = load_checkpoint(tmp_path / "tuned" / "latest.pt")
+    chain = tuned["provenance"]["init_chain"]
+    assert chain[0]["checkpoint"] == str(weights)
+    # the new run starts from those weights, not from a fresh initialisation
+    from training.config import load
+    from training.train import Runtime, make_run
+
+    started = make_run(load(TINY), tmp_path / "again", Runtime(), None, load_checkpoint(weights))
+    for name, tensor in load_checkpoint(weights)["model"].items():
+        assert torch.equal(started.model.state_dict()[name], tensor), name
     wider = tmp_path / "wider.toml"
     wider.write_text((ROOT / "presets/train/tiny.toml").read_text().replace("hidden = 16",
                                                                             "hidden = 24"))

@@ -127,16 +127,21 @@ def preset_range(preset: Path, model: Model, name: str) -> tuple[float, float]:
     return (found[0].min, found[0].max) if found else (-2.5, 2.5)
 
 
-def evaluate(model: Model, split: Split, axes: dict[str, int], phrases: int, preset: Path | None,
+def evaluate(model: Model, split: Split, names: list[str], phrases: int, preset: Path | None,
              seed: int = 0) -> dict:
-    """Every metric for one model; ``axes`` maps attribute name -> latent dim to sweep."""
+    """Every metric for one model. Each attribute is swept along the model's regularised dim
+    for it, or, where it has none (the baseline), along its most informative dim."""
     rng = np.random.default_rng(seed)
     chosen = split.mu[rng.permutation(len(split.mu))[:phrases]]
     result: dict = {**reconstruction(model, split), "phrases": int(len(chosen)),
                     "windows": int(len(split.windows)), "attributes": {}}
-    for name, dim in axes.items():
-        entry = {**along_axis(model, chosen, dim, name), **interpretability(model, split, name)}
-        if preset is not None and name in model.info.axes:
+    for name in names:
+        informative = interpretability(model, split, name)
+        axis = model.info.axes.get(name)
+        dim = axis.dim if axis is not None else informative["interpretability_dim"]
+        entry = {**along_axis(model, chosen, dim, name), **informative,
+                 "swept": "regularised dim" if axis is not None else "most informative dim"}
+        if preset is not None and axis is not None:
             entry["knob_curve"] = knob_curve(model, chosen, dim, name,
                                              preset_range(preset, model, name))
         result["attributes"][name] = entry
@@ -262,14 +267,29 @@ def figures(model: Model, baseline: Model | None, split: Split, axes: dict[str, 
 # ---------------------------------------------------------------- command line
 
 
-def split_windows(model: Model, name: str, corpus: str) -> np.ndarray:
+def split_windows(model: Model, name: str, corpus: str) -> tuple[np.ndarray, np.ndarray]:
+    """(N, L) every window of the split in every transposition, and (N,) True where a
+    window's transposition-invariant pattern occurs nowhere in train (the ``unseen`` part)."""
     info = model.info.raw.get("training", {}).get("config", {}).get("data", {})
     settings = DatasetSettings(corpus=info.get("corpus", corpus), seq_len=model.info.grid.seq_len,
                                stride=info.get("stride", 4), track=info.get("track"))
     dataset = build(settings, progress=False)
     if dataset.vocab != model.info.vocab:
         raise ModelError("the model's vocabulary does not match the dataset's")
-    return dataset.windows(name)
+    windows = dataset.windows(name)
+    return windows, dataset.unseen(windows)
+
+
+def evaluate_parts(model: Model, windows: np.ndarray, unseen: np.ndarray, names: list[str],
+                   phrases: int, preset: Path | None) -> tuple[dict, Split]:
+    """Metrics on the whole split, with the same metrics on its unseen part nested inside."""
+    split = encode_split(model, windows)
+    whole = evaluate(model, split, names, phrases, preset)
+    if unseen.any() and not unseen.all():
+        part = Split(split.windows[unseen], split.mu[unseen])
+        whole["unseen"] = evaluate(model, part, names, phrases, preset)
+    whole["unseen_share"] = round(float(unseen.mean()), 4)
+    return whole, split
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -288,14 +308,15 @@ def run(args: argparse.Namespace) -> dict:
     model = Model(args.model, threads=2)
     baseline = Model(args.baseline, threads=2) if args.baseline else None
     axes = {name: axis.dim for name, axis in model.info.axes.items()}
-    windows = split_windows(model, args.split, "bach")
+    windows, unseen = split_windows(model, args.split, "bach")
     args.out.mkdir(parents=True, exist_ok=True)
-    split = encode_split(model, windows)
     report = {"split": args.split, "model": str(args.model),
-              "regularised": evaluate(model, split, axes, args.phrases, args.preset)}
+              "command": " ".join(["glsr-eval", *map(str, sys.argv[1:])])}
+    report["regularised"], split = evaluate_parts(model, windows, unseen, list(axes),
+                                                  args.phrases, args.preset)
     if baseline is not None:
-        report["baseline"] = evaluate(baseline, encode_split(baseline, windows), axes,
-                                      args.phrases, None)
+        report["baseline"], _ = evaluate_parts(baseline, windows, unseen, list(axes),
+                                               args.phrases, None)
         report["baseline_model"] = str(args.baseline)
     if not args.no_figures:
         report["figures"] = figures(model, baseline, split, axes, args.out)
@@ -307,19 +328,23 @@ def print_report(report: dict) -> None:
     for label in ("regularised", "baseline"):
         if label not in report:
             continue
-        part = report[label]
-        print(f"{label}: recon_accuracy {part['recon_accuracy']:.3f}, non-hold "
-              f"{part['recon_accuracy_nonhold']:.3f} ({part['windows']} {report['split']} "
-              "windows)")
-        for name, entry in part["attributes"].items():
-            line = (f"  {name}: spearman_along_axis {entry['spearman_along_axis']:.3f}, "
-                    f"interpretability {entry['interpretability']:.3f} "
-                    f"(dim {entry['interpretability_dim']})")
-            if "knob_curve" in entry:
-                curve = entry["knob_curve"]
-                line += (f", knob low end {curve['low_end_change']:+.2f}, high end "
-                         f"{curve['high_end_change']:+.2f}")
-            print(line)
+        print_part(label, report[label], report["split"])
+        if "unseen" in report[label]:
+            print_part(f"{label}, unseen part", report[label]["unseen"], report["split"])
+
+
+def print_part(label: str, part: dict, split: str) -> None:
+    print(f"{label}: recon_accuracy {part['recon_accuracy']:.3f}, non-hold "
+          f"{part['recon_accuracy_nonhold']:.3f} ({part['windows']} {split} windows)")
+    for name, entry in part["attributes"].items():
+        line = (f"  {name}: spearman_along_axis {entry['spearman_along_axis']:.3f} "
+                f"(dim {entry['dim']}), interpretability {entry['interpretability']:.3f} "
+                f"(dim {entry['interpretability_dim']})")
+        if "knob_curve" in entry:
+            curve = entry["knob_curve"]
+            line += (f", knob low end {curve['low_end_change']:+.2f}, high end "
+                     f"{curve['high_end_change']:+.2f}")
+        print(line)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -27,6 +27,7 @@ from .config import ConfigError, from_dict
 from .corpus import CorpusError
 from .dataset import DatasetSettings, attribute_summary, build
 from .model import GLSRVAE, ModelArgs
+from .train import read_metrics
 
 EXIT_USAGE = 2
 EXIT_PARITY = 3
@@ -99,12 +100,11 @@ def latent_stats(model: GLSRVAE, windows: np.ndarray) -> dict[str, list[float]]:
             "p50": as_list(p50), "p95": as_list(p95)}
 
 
-def last_metrics(run: Path) -> dict:
-    path = run / "metrics.jsonl"
-    if not path.exists():
-        return {}
-    lines = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-    return lines[-1] if lines else {}
+def metrics_at(run: Path, step: int) -> dict:
+    """The validation record logged at ``step`` (the exported checkpoint's), else the last."""
+    records = read_metrics(run / "metrics.jsonl")
+    matching = [r for r in records if r["step"] == step]
+    return (matching or records or [{}])[-1]
 
 
 def model_json(checkpoint: dict, windows: np.ndarray, stats: dict, run: Path,
@@ -130,9 +130,11 @@ def model_json(checkpoint: dict, windows: np.ndarray, stats: dict, run: Path,
             "model_args": checkpoint["model_args"], "steps": checkpoint["state"]["step"],
             "minutes": round(checkpoint["state"]["seconds"] / 60, 1),
             "train_windows": int(len(windows)), "run": run.name,
+            "provenance": checkpoint.get("provenance", {}),
         },
-        "metrics": {"validation": {k: v for k, v in last_metrics(run).items()
-                                   if k.startswith("val_")}},
+        "metrics": {"validation": {k: v for k, v in
+                                   metrics_at(run, checkpoint["state"]["step"]).items()
+                                   if k.startswith("val_") or k == "step"}},
         "export": {"parity": parity, "exported": time.strftime("%Y-%m-%dT%H:%M:%S")},
     }
 

@@ -62,7 +62,7 @@ def provenance(config: Config, config_file: Path | None, dataset: Dataset,
         "config_hash": config.digest(),
         "commit": commit(),
         "device": device_name(device),
-        "torch": torch.__version__,
+        "torch": str(torch.__version__),  # a TorchVersion object would not load weights_only
         "data_fingerprint": data_fingerprint(dataset),
         "split_method": SPLIT_METHOD,
         "regularize": "glsr" if config.regularize else "none",

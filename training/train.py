@@ -49,6 +49,8 @@ from .provenance import provenance
 
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
+EXIT_PARITY = 3
+EXIT_DIVERGED = 4
 
 
 # ---------------------------------------------------------------- setup
@@ -274,6 +276,22 @@ def all_reduce_gradients(model: torch.nn.Module, runtime: Runtime) -> None:
     for grad in grads:
         grad.copy_(flat[offset: offset + grad.numel()].view_as(grad))
         offset += grad.numel()
+
+
+def rank_divergence(model: torch.nn.Module, runtime: Runtime) -> float:
+    """Max |difference| of any parameter between this rank and rank 0 (0.0 single-process).
+
+    Data-parallel ranks see different batches; only averaged gradients keep them equal, so a
+    non-zero value means the all-reduce failed.
+    """
+    if runtime.world == 1:
+        return 0.0
+    flat = torch.cat([p.detach().reshape(-1) for p in model.parameters()])
+    reference = flat.clone()
+    dist.broadcast(reference, 0)
+    gap = (flat - reference).abs().max().reshape(1)
+    dist.all_reduce(gap, op=dist.ReduceOp.MAX)
+    return float(gap.item())
 
 
 # ---------------------------------------------------------------- evaluation
@@ -545,6 +563,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--max-steps", type=int, help="override train.max_steps")
     parser.add_argument("--max-minutes", type=float, help="override train.max_minutes")
     parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    parser.add_argument("--export", type=Path, metavar="DIR",
+                        help="model directory to export best.pt to at the end (default: "
+                             "OUT/model)")
+    parser.add_argument("--no-export", action="store_true", help="train only")
     parser.add_argument("--regularize", choices=["glsr", "none"], default=None,
                         help="'none' trains the unregularised baseline")
     return parser.parse_args(argv)
@@ -630,9 +652,34 @@ def run_training(args: argparse.Namespace) -> int:
             signal.signal(sig, handler)
     if not (args.out / "best.pt").exists():
         run.checkpoint("best.pt")  # runs shorter than the annealing still export something
+    divergence = rank_divergence(run.model, runtime)
+    if runtime.world > 1 and runtime.main:
+        print(f"glsr-train: parameters on {runtime.world} ranks differ by at most "
+              f"{divergence:.3g}", flush=True)
+    if divergence > 0:
+        print("glsr-train: data-parallel ranks diverged (gradients were not averaged)",
+              file=sys.stderr)
+        return EXIT_DIVERGED
     if runtime.main:
         print(f"glsr-train: {reason} at step {run.state.step} after "
-              f"{run.state.seconds / 60:.1f} min; run in {args.out}")
+              f"{run.state.seconds / 60:.1f} min; run in {args.out}", flush=True)
+    if runtime.main and not args.no_export:
+        return export_model(args.out, args.export or args.out / "model")
+    return 0
+
+
+def export_model(run: Path, out: Path) -> int:
+    """Export the run's best.pt to an ONNX model directory (glsr-export's work)."""
+    from .export import ParityError, export  # export imports this module
+
+    started = time.perf_counter()
+    try:
+        info = export(run, out)
+    except ParityError as error:
+        print(f"glsr-train: not exported: {error}", file=sys.stderr)
+        return EXIT_PARITY
+    print(f"glsr-train: exported step {info['training']['steps']} to {out} in "
+          f"{time.perf_counter() - started:.0f} s")
     return 0
 
 
