@@ -1,4 +1,4 @@
-"""glsr-live: run | ports | learn | render | bench."""
+"""glsr-live: run | ports | learn | render | bench | models."""
 
 from __future__ import annotations
 
@@ -9,25 +9,23 @@ import sys
 from pathlib import Path
 
 from . import supervise
+from .catalog import (
+    DEFAULT_MODEL,
+    default_preset,
+    installed_models,
+    model_line,
+    presets_root,
+    resolve_model,
+)
 from .midifile import MidiFileError
 from .model import ModelError
 
 EXIT_USAGE = 2
 EXIT_FAILURE = 1
-PRESETS_ENV = "GLSR_LIVE_PRESETS"
 
 
-def presets_dir() -> Path:
-    """presets/ of the checkout this package runs from, or $GLSR_LIVE_PRESETS."""
-    return Path(os.environ.get(PRESETS_ENV, Path(__file__).resolve().parent.parent / "presets"))
-
-
-def default_model() -> Path:
-    return presets_dir() / "models" / "bach-soprano"
-
-
-def default_preset() -> Path:
-    return presets_dir() / "knobs" / "default.toml"
+def model_directory(args: argparse.Namespace) -> Path:
+    return resolve_model(args.model)
 
 
 # ---------------------------------------------------------------- arguments
@@ -40,8 +38,9 @@ def add_api(parser: argparse.ArgumentParser) -> None:
 
 
 def add_model(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model", type=Path, default=None,
-                        help="model directory (default: the shipped bach-soprano)")
+    parser.add_argument("--model", default=None, metavar="NAME|DIR",
+                        help=f"an installed model's name (see 'glsr-live models') or a model "
+                             f"directory (default: {DEFAULT_MODEL})")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -81,6 +80,9 @@ def build_parser() -> argparse.ArgumentParser:
     render.add_argument("--bpm", type=float, default=120.0)
     render.add_argument("--temperature", type=float, default=0.0)
 
+    models = commands.add_parser("models", help="list the installed models")
+    models.add_argument("--json", action="store_true")
+
     bench = commands.add_parser("bench", help="latency of the engine on this machine")
     add_model(bench)
     bench.add_argument("--events", type=int, default=2000, help="knob moves to time")
@@ -115,7 +117,7 @@ def cmd_render(args: argparse.Namespace) -> int:
 
     knobs = [parse_knob_setting(k) for k in args.knob]
     sweeps = [parse_sweep(s) for s in args.sweep]
-    model = Model(args.model or default_model())
+    model = Model(model_directory(args))
     summary = render(args.input, args.output, model, knobs, sweeps, args.png, args.bpm,
                      args.temperature)
     for index, item in enumerate(summary):
@@ -129,7 +131,7 @@ def cmd_render(args: argparse.Namespace) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     from .live import run_live
 
-    code = run_live(args, args.model or default_model(), args.preset or default_preset())
+    code = run_live(args, model_directory(args), args.preset or default_preset())
     # Every note is off and the ports are closed; JACK's native threads can still stall the
     # interpreter's teardown (seen as a daemon that outlives SIGTERM), so leave at once.
     sys.stdout.flush()
@@ -140,17 +142,30 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_learn(args: argparse.Namespace) -> int:
     from .live import run_learn
 
-    return run_learn(args, args.model or default_model())
+    return run_learn(args, model_directory(args))
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
     from .bench import run_bench
 
-    return run_bench(args, args.model or default_model())
+    return run_bench(args, model_directory(args))
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    models = installed_models()
+    if args.json:
+        print(json.dumps({name: str(path) for name, path in models.items()}))
+        return 0
+    if not models:
+        print(f"no models installed under {presets_root() / 'models'}")
+        return EXIT_FAILURE
+    for name, path in models.items():
+        print(model_line(name, path) + ("  (default)" if name == DEFAULT_MODEL else ""))
+    return 0
 
 
 COMMANDS = {"run": cmd_run, "ports": cmd_ports, "learn": cmd_learn, "render": cmd_render,
-            "bench": cmd_bench}
+            "bench": cmd_bench, "models": cmd_models}
 
 
 def user_errors() -> tuple[type[Exception], ...]:

@@ -76,9 +76,9 @@ def tiny_model_dir(tmp_path_factory) -> Path:
     base = tmp_path_factory.mktemp("tiny")
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     for command in (  # this interpreter's modules, never another glsr-train found on PATH
-        [sys.executable, "-m", "training.train", "--config",
+        [sys.executable, "-m", "glsr_train.train", "--config",
          str(ROOT / "presets/train/tiny.toml"), "--out", str(base / "run"), "--no-export"],
-        [sys.executable, "-m", "training.export", str(base / "run"), "--out",
+        [sys.executable, "-m", "glsr_train.export", str(base / "run"), "--out",
          str(base / "model")],
     ):
         done = subprocess.run(command, capture_output=True, text=True, env=env)

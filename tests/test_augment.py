@@ -2,11 +2,11 @@
 
 import numpy as np
 import torch
+from glsr_train.augment import note_indices, thin_notes
+from glsr_train.dataset import DatasetSettings, build
 
 from glsr_live.attributes import compute
 from glsr_live.tokens import REST, Grid, Vocabulary, notes_to_tokens, tokens_to_notes
-from training.augment import note_indices, thin_notes
-from training.dataset import DatasetSettings, build
 
 
 def test_note_indices_follow_onsets_and_their_holds_only():
@@ -43,7 +43,7 @@ def test_thinned_windows_lose_whole_notes_and_stay_canonical():
 def test_thinned_rows_are_spread_over_the_batch_and_glsr_sees_both_kinds():
     """Regression: the first rows were thinned and GLSR took the first rows, so in a batch of
     128 with 32 GLSR rows and a quarter thinned, GLSR never saw a whole window."""
-    from training.train import glsr_rows
+    from glsr_train.train import glsr_rows
 
     torch.manual_seed(0)
     windows, _ = chorale_windows(128)
@@ -67,9 +67,9 @@ class RecordingDecoder:
 
 
 def test_restoration_decodes_whole_windows_from_thinned_codes_moved_up_their_axes():
-    from training.config import Config
-    from training.glsr import RegularisedAttribute, calibrated_position, token_attributes
-    from training.train import restoration_loss
+    from glsr_train.config import Config
+    from glsr_train.glsr import RegularisedAttribute, calibrated_position, token_attributes
+    from glsr_train.train import restoration_loss
 
     torch.manual_seed(0)
     windows, vocab = chorale_windows(64)
@@ -95,9 +95,9 @@ def test_restoration_decodes_whole_windows_from_thinned_codes_moved_up_their_axe
 
 
 def test_content_anchor_measures_only_the_coordinates_off_the_regularised_axes():
-    from training.glsr import RegularisedAttribute
-    from training.model import GLSRVAE, ModelArgs
-    from training.train import content_anchor_penalty
+    from glsr_train.glsr import RegularisedAttribute
+    from glsr_train.model import GLSRVAE, ModelArgs
+    from glsr_train.train import content_anchor_penalty
 
     torch.manual_seed(0)
     windows, vocab = chorale_windows(16)

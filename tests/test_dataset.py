@@ -9,9 +9,9 @@ from pathlib import Path
 import mido
 import numpy as np
 import pytest
+from glsr_train.dataset import SPLITS, DatasetSettings, build, split_by_family
 
 from glsr_live.tokens import is_canonical, notes_to_tokens, tokens_to_notes
-from training.dataset import SPLITS, DatasetSettings, build, split_by_family
 
 
 def dataset_cli(*args: str) -> subprocess.CompletedProcess:

@@ -2,9 +2,7 @@
 
 import numpy as np
 import torch
-
-from glsr_live.tokens import Vocabulary
-from training.glsr import (
+from glsr_train.glsr import (
     RegularisedAttribute,
     attribute_gradients,
     calibration_penalty,
@@ -13,7 +11,9 @@ from training.glsr import (
     ordering_penalty,
     token_attributes,
 )
-from training.model import GLSRVAE, ModelArgs, unrolled_lstm
+from glsr_train.model import GLSRVAE, ModelArgs, unrolled_lstm
+
+from glsr_live.tokens import Vocabulary
 
 VOCAB = Vocabulary(57, 81)
 ATTRIBUTES = [RegularisedAttribute("notes", 0, 1.3, 0.3),
@@ -27,7 +27,7 @@ def small_model() -> GLSRVAE:
 
 
 def expectation(model, z, attribute, pitches):
-    from training.glsr import EXPECTATIONS
+    from glsr_train.glsr import EXPECTATIONS
 
     return EXPECTATIONS[attribute.name](torch.softmax(model.decode(z), -1), pitches)
 
@@ -121,9 +121,10 @@ def test_token_attributes_are_the_data_attributes():
 def test_torch_and_numpy_attributes_agree_silence_included():
     """One definition of each regularised attribute: the differentiable expectations at one-hot
     tokens equal glsr_live.attributes, NaN (undefined) where a window has no note."""
+    from glsr_train.glsr import EXPECTATIONS, RegularisedAttribute
+
     from glsr_live.attributes import compute
     from glsr_live.tokens import REST, Grid, canonical
-    from training.glsr import EXPECTATIONS, RegularisedAttribute
 
     pitches = torch.from_numpy(VOCAB.pitch_table())
     rng = np.random.default_rng(3)

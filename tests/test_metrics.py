@@ -10,11 +10,11 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
+from glsr_train.evaluate import Split, along_axis, evaluate, interpretability, reconstruction
+from glsr_train.metrics import rank, spearman, token_accuracy
 
 from glsr_live.attributes import compute
 from glsr_live.tokens import HOLD, REST, Grid, Vocabulary, canonical
-from training.evaluate import Split, along_axis, evaluate, interpretability, reconstruction
-from training.metrics import rank, spearman, token_accuracy
 
 VOCAB, GRID = Vocabulary(57, 81), Grid()
 

@@ -17,14 +17,14 @@ import numpy as np
 import pytest
 import torch
 from conftest import ROOT
+from glsr_train.checkpoint import load_checkpoint, load_latest
+from glsr_train.export import ParityError, check_parity, load_model
 
 from glsr_live.model import Model, ModelError
-from training.checkpoint import load_checkpoint, load_latest
-from training.export import ParityError, check_parity, load_model
 
 TINY = ROOT / "presets" / "train" / "tiny.toml"
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
-GLSR_TRAIN = [sys.executable, "-m", "training.train"]  # not whichever glsr-train is on PATH
+GLSR_TRAIN = [sys.executable, "-m", "glsr_train.train"]  # not whichever glsr-train is on PATH
 
 
 def train(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
@@ -109,7 +109,7 @@ def test_two_process_data_parallel_run_on_cpu(tmp_path):
     # another Python (a virtualenv over system site-packages) that lacks this package
     torchrun = [sys.executable, "-m", "torch.distributed.run"]
     done = subprocess.run(
-        [*torchrun, "--nproc_per_node", "2", "--master_port", "29517", "-m", "training.train",
+        [*torchrun, "--nproc_per_node", "2", "--master_port", "29517", "-m", "glsr_train.train",
          "--config", str(TINY), "--out", str(run), "--max-steps", "20", "--no-export"],
         capture_output=True, text=True, env=ENV, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
@@ -204,8 +204,8 @@ def test_init_fine_tunes_from_weights_and_refuses_another_shape(tiny_model_dir, 
     chain = tuned["provenance"]["init_chain"]
     assert chain[0]["checkpoint"] == str(weights)
     # the new run starts from those weights, not from a fresh initialisation
-    from training.config import load
-    from training.train import Runtime, make_run
+    from glsr_train.config import load
+    from glsr_train.train import Runtime, make_run
 
     started = make_run(load(TINY), tmp_path / "again", Runtime(), None, load_checkpoint(weights))
     for name, tensor in load_checkpoint(weights)["model"].items():
@@ -219,7 +219,7 @@ def test_init_fine_tunes_from_weights_and_refuses_another_shape(tiny_model_dir, 
 
 
 def test_a_metrics_line_torn_by_a_kill_does_not_stop_resume(tmp_path):
-    from training.train import forget_metrics_after, read_metrics
+    from glsr_train.train import forget_metrics_after, read_metrics
 
     log = tmp_path / "metrics.jsonl"
     whole = [json.dumps({"step": step, "val_nll": 1.0}) for step in (10, 20, 30)]

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from glsr_live.attributes import compute
+from glsr_live.catalog import default_preset
 from glsr_live.knobs import PresetError, load_preset
 from glsr_live.midifile import write_notes
 from glsr_live.model import Model, ModelError
@@ -29,7 +30,6 @@ AXIS_STEPS = 25
 AXIS_SPAN = 3.0
 PLANE_POINTS = 41
 OTHER_ATTRIBUTES = ("notes", "register", "highest", "lowest", "black_keys", "rhythm")
-ROOT = Path(__file__).resolve().parent.parent
 
 
 @dataclass
@@ -299,7 +299,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--split", default="test", choices=["train", "val", "test"])
     parser.add_argument("--out", type=Path, required=True, help="report directory")
     parser.add_argument("--phrases", type=int, default=300, help="phrases for axis sweeps")
-    parser.add_argument("--preset", type=Path, default=ROOT / "presets/knobs/default.toml")
+    parser.add_argument("--preset", type=Path, default=default_preset(),
+                        help="knob preset whose ranges the knob curves use")
     parser.add_argument("--no-figures", action="store_true")
     return parser.parse_args(argv)
 

@@ -1,6 +1,6 @@
 """Training speed: milliseconds per step, plain VAE against VAE + GLSR, for a config.
 
-    python -m training.timing --config presets/train/paper.toml --batch 256
+    python -m glsr_train.timing --config presets/train/paper.toml --batch 256
 """
 
 from __future__ import annotations
@@ -49,7 +49,7 @@ def time_steps(config, attributes, batch: int, steps: int, device: torch.device)
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m training.timing", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m glsr_train.timing", description=__doc__)
     parser.add_argument("--config", required=True)
     parser.add_argument("--batch", type=int, default=256)
     parser.add_argument("--steps", type=int, default=5)

@@ -1,0 +1,91 @@
+"""Installed presets: shipped models found by name, knob presets, one line per model.
+
+The presets install with the package as ``glsr_live.presets`` (the repo's ``presets/``), found
+with importlib.resources, so ``pip install glsr-live`` plays without a checkout.
+``$GLSR_LIVE_PRESETS`` points somewhere else (a folder with ``models/`` and ``knobs/``).
+"""
+
+from __future__ import annotations
+
+import importlib.resources
+import json
+import os
+from pathlib import Path
+
+from .model import ModelError
+
+PRESETS_ENV = "GLSR_LIVE_PRESETS"
+DEFAULT_MODEL = "bach-soprano"
+CHECKOUT_PRESETS = Path(__file__).resolve().parent.parent / "presets"
+
+
+def presets_root() -> Path:
+    """The presets folder: $GLSR_LIVE_PRESETS, else the installed package data."""
+    if PRESETS_ENV in os.environ:
+        return Path(os.environ[PRESETS_ENV])
+    try:
+        # a regular (unzipped) install: the Traversable is a real folder
+        return Path(str(importlib.resources.files("glsr_live.presets")))
+    except ModuleNotFoundError:  # a bare checkout on sys.path, never installed
+        return CHECKOUT_PRESETS
+
+
+def default_preset() -> Path:
+    return presets_root() / "knobs" / "default.toml"
+
+
+def installed_models() -> dict[str, Path]:
+    """name -> model directory, for every shipped model (a folder with model.json)."""
+    folder = presets_root() / "models"
+    if not folder.is_dir():
+        return {}
+    return {p.name: p for p in sorted(folder.iterdir()) if (p / "model.json").is_file()}
+
+
+def resolve_model(spec: str | Path | None) -> Path:
+    """A model directory from a name (``bach-soprano``), a path, or None (the default)."""
+    spec = DEFAULT_MODEL if spec is None else spec
+    path = Path(spec)
+    if path.is_dir():
+        return path
+    models = installed_models()
+    if str(spec) in models:
+        return models[str(spec)]
+    names = ", ".join(models) or "none installed"
+    raise ModelError(f"{spec}: no such model directory, and no installed model of that name "
+                     f"(installed: {names})")
+
+
+def directory_megabytes(path: Path) -> float:
+    return sum(f.stat().st_size for f in path.iterdir() if f.is_file()) / 1e6
+
+
+def headline_metrics(path: Path) -> str:
+    """The model card's test numbers (evaluation.json, written by glsr-eval), else val."""
+    evaluation = path / "evaluation.json"
+    if evaluation.is_file():
+        try:
+            report = json.loads(evaluation.read_text())["regularised"]
+            notes = report["attributes"].get("notes", {})
+            text = f"test acc {report['recon_accuracy']:.3f}"
+            if notes:
+                text += f", notes spearman {notes['spearman_along_axis']:.3f}"
+            return text
+        except (KeyError, TypeError, ValueError):
+            return "evaluation.json unreadable"
+    validation = json.loads((path / "model.json").read_text()).get("metrics", {}).get(
+        "validation", {})
+    accuracy = validation.get("val_recon_accuracy", validation.get("val_accuracy"))
+    return f"val acc {accuracy:.3f}" if isinstance(accuracy, float) else "no metrics"
+
+
+def model_line(name: str, path: Path) -> str:
+    """One line: name, attributes with their latent dims, size, headline metrics."""
+    try:
+        info = json.loads((path / "model.json").read_text())
+        axes = ", ".join(f"{a['name']}@z{a['dim']}" for a in info["attributes"])
+        shape = f"d={info['latent_dim']}"
+    except (OSError, ValueError, KeyError, TypeError):
+        return f"{name:14s} unreadable model.json ({path})"
+    return (f"{name:14s} {axes or 'no regularised axes'}; {shape}; "
+            f"{directory_megabytes(path):.1f} MB; {headline_metrics(path)}")

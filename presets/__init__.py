@@ -1,0 +1,1 @@
+"""Shipped models, knob presets and training recipes; installed as ``glsr_live.presets``."""
