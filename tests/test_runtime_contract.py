@@ -1,4 +1,4 @@
-"""The runtime never imports torch, music21 or glsr_train (it starts fast, installs without them)."""
+"""The runtime never imports torch, music21 or glsr_train (fast start, no torch needed)."""
 
 import subprocess
 import sys
