@@ -12,7 +12,7 @@ import json
 import os
 from pathlib import Path
 
-from .model import ModelError
+from .errors import ModelError
 
 PRESETS_ENV = "GLSR_LIVE_PRESETS"
 DEFAULT_MODEL = "bach-soprano"

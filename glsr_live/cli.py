@@ -17,8 +17,7 @@ from .catalog import (
     presets_root,
     resolve_model,
 )
-from .midifile import MidiFileError
-from .model import ModelError
+from .errors import MidiFileError, ModelError
 
 EXIT_USAGE = 2
 EXIT_FAILURE = 1

@@ -7,13 +7,10 @@ from pathlib import Path
 
 import mido
 
+from .errors import MidiFileError
 from .tokens import Grid, Note
 
 DRUM_CHANNEL = 9
-
-
-class MidiFileError(ValueError):
-    """A MIDI file that cannot be read; the message is one line for the user."""
 
 
 @dataclass(frozen=True)

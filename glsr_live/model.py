@@ -13,14 +13,11 @@ from pathlib import Path
 
 import numpy as np
 
+from .errors import ModelError
 from .tokens import Grid, Vocabulary, canonical
 
 FORMAT_VERSION = 1
 log = logging.getLogger("glsr_live.model")
-
-
-class ModelError(ValueError):
-    """A model directory that cannot be used; the message is one line for the user."""
 
 
 @dataclass(frozen=True)
@@ -105,6 +102,9 @@ def open_session(path: Path, providers: list[str], threads: int):
     options.intra_op_num_threads = threads  # one phrase is tiny: threads only add jitter
     options.inter_op_num_threads = 1
     options.log_severity_level = 3
+    # The arena keeps the largest batch's buffers for life (an offline sweep's 64-phrase decode
+    # kept ~10 MB in the daemon); phrases are tiny, plain malloc costs nothing measurable.
+    options.enable_cpu_mem_arena = False
     try:
         return ort.InferenceSession(str(path), options, providers=providers)
     except FileNotFoundError:
