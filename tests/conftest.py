@@ -124,3 +124,12 @@ def open_notes(messages) -> set[tuple[int, int]]:
 
 
 sys.path.insert(0, str(Path(__file__).parent))
+
+
+def pytest_terminal_summary(terminalreporter) -> None:
+    """How often a JACK test had to restart its daemon (tests/jack.py allows one restart)."""
+    from jack import RETRIES
+
+    terminalreporter.write_sep("-", f"JACK daemon restarts: {len(RETRIES)}")
+    for line in RETRIES:
+        terminalreporter.write_line(line)

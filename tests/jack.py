@@ -138,13 +138,17 @@ class Peer:
             self.kill()
 
 
-def daemon_with_peers(env: dict, daemon_command, probe, attempts: int = 3):
+RETRIES: list[str] = []  # one line per daemon restart, printed in the test report (conftest)
+
+
+def daemon_with_peers(env: dict, daemon_command, probe, attempts: int = 2):
     """Start the daemon and a sending and a listening peer until ``probe`` hears MIDI back.
 
     ``daemon_command(tag)`` is the daemon's argv with port names of its own (tag + " in"/" out");
     ``probe(sender, listener)`` returns the messages heard, or None when nothing came back, and
     then everything is stopped and started again: JACK connects ports asynchronously, and a JACK
-    client now and then never wakes (README, "When things go wrong").
+    client now and then never wakes (README, "When things go wrong"). One restart is allowed
+    and reported in the test summary; needing more fails the test.
     Returns (daemon, sender, listener, messages heard).
     """
     for _ in range(attempts):
@@ -161,7 +165,11 @@ def daemon_with_peers(env: dict, daemon_command, probe, attempts: int = 3):
         except TimeoutError as error:
             print(error)
         daemon.kill()
-        print("no MIDI came back; daemon stderr:", daemon.communicate()[1][-2000:])
+        stderr = daemon.communicate()[1][-2000:]
+        print("no MIDI came back; daemon stderr:", stderr)
+        last_line = (stderr.strip().splitlines() or ["(no stderr)"])[-1]
+        RETRIES.append(f"{os.environ.get('PYTEST_CURRENT_TEST', '?').split(' ')[0]}: "
+                       f"no MIDI back from daemon {tag} ({last_line[:120]})")
         for peer in peers:
             peer.close()
     pytest.fail(f"no MIDI came back from the daemon in {attempts} starts")

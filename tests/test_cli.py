@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import mido
 import pytest
@@ -41,6 +42,28 @@ def test_render_writes_midi_and_png(tiny_model_dir, tmp_path):
     assert all(n.start < 8 * 4 for n in notes)  # input + 3 variations, 2 bars each
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 500
     assert "bars 7-8" in done.stdout
+
+
+def test_render_notes_sweep_changes_the_note_count_with_the_shipped_model(tmp_path):
+    source, out = tmp_path / "in.mid", tmp_path / "out.mid"
+    write_phrase(source)
+    done = glsr_live("render", str(source), "-o", str(out), "--model", "bach-soprano",
+                     "--sweep", "notes=-2.5:2.5:5")
+    assert done.returncode == 0, done.stderr
+    counts = [sum(1 for n in read_notes(out) if 8 * k <= n.start < 8 * (k + 1))
+              for k in range(1, 6)]  # 2-bar segments after the input, in beats
+    assert counts == sorted(counts) and counts[-1] - counts[0] >= 4, counts
+    assert [int(line.split(": ")[-1].split()[0]) for line in done.stdout.splitlines()
+            if line.startswith("bars ") and "notes=" in line] == counts
+
+
+def test_models_lists_the_installed_models_with_one_line_each():
+    done = glsr_live("models")
+    assert done.returncode == 0, done.stderr
+    line = next(line for line in done.stdout.splitlines() if line.startswith("bach-soprano"))
+    assert "notes@z0" in line and "register@z1" in line and "MB" in line and "acc" in line
+    listing = json.loads(glsr_live("models", "--json").stdout)
+    assert (Path(listing["bach-soprano"]) / "model.json").is_file()
 
 
 @pytest.mark.parametrize("args, message", [

@@ -50,33 +50,40 @@ def test_start_sweep_and_stop_close_everything(fake_model):
 
 
 class ExplodingEngine(Engine):
+    """Fails on the first tick at which a note of the variation sounds at the output."""
+
+    sent: list | None = None  # the output port's sent messages, watched
+
     def tick(self, now):
         messages = super().tick(now)
-        if now > 32 * STEP + 3 * STEP:
+        if now > 32 * STEP and self.sent is not None and open_notes(self.sent):
             raise RuntimeError("boom")
         return messages
 
 
-def test_engine_error_closes_notes_then_propagates(fake_model):
+class FeedingPort(MemoryPort):
+    """Input port that advances the driven clock on each poll and releases what is due."""
+
+    def __init__(self, feed, clock: DrivenClock, tick: float = 0.002):
+        super().__init__()
+        self.feed, self.clock, self.tick = list(feed), clock, tick
+
+    def iter_pending(self):
+        self.clock.now += self.tick
+        while self.feed and self.feed[0][0] <= self.clock.now:
+            yield self.feed.pop(0)[1]
+
+
+def test_engine_error_in_run_closes_notes_then_propagates(fake_model):
+    """Daemon.run() itself (not the test) closes every sounding note when the engine fails."""
     clock = DrivenClock()
-    inport = MemoryPort([m for _, m in phrase_messages()[:1]])
-    daemon = Daemon(ExplodingEngine(fake_model, preset(), InternalClock(120.0)), inport,
-                    MemoryPort(), clock=clock)
-    feed = phrase_messages()
-
-    def run_until_boom():
-        while True:
-            while feed and feed[0][0] <= clock.now:
-                daemon.inport.incoming.append(feed.pop(0)[1])
-            daemon.step()
-            clock.now += 0.001
-
-    with pytest.raises(RuntimeError):
-        try:
-            run_until_boom()
-        finally:
-            daemon.close_notes()
-    assert any(m.type == "note_on" for m in daemon.outport.sent)
+    engine = ExplodingEngine(fake_model, preset(), InternalClock(120.0))
+    daemon = Daemon(engine, FeedingPort(phrase_messages(), clock), MemoryPort(), clock=clock)
+    engine.sent = daemon.outport.sent
+    with pytest.raises(RuntimeError, match="boom"):
+        daemon.run()
+    played = [m for m in daemon.outport.sent if m.type == "note_on" and m.velocity > 0]
+    assert played  # the variation was sounding when the engine failed
     assert not open_notes(daemon.outport.sent)
 
 
