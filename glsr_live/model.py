@@ -1,6 +1,6 @@
 """Load a model directory (encoder.onnx, decoder.onnx, model.json) and run it with onnxruntime.
 
-The contract is in DESIGN.md ("the model directory"). Everything that can be wrong with a
+The contract is in docs/DESIGN.md ("the model directory"). Everything that can be wrong with a
 directory becomes one ``ModelError`` line; onnxruntime picks CUDA when it offers it.
 """
 

@@ -1,6 +1,6 @@
 """glsr-export: a run's best checkpoint -> a model directory the daemon runs without torch.
 
-Writes encoder.onnx, decoder.onnx and model.json (DESIGN.md, "the model directory"), and
+Writes encoder.onnx, decoder.onnx and model.json (docs/DESIGN.md, "the model directory"), and
 refuses to write them when onnxruntime's logits differ from torch's by more than 1e-4 or
 their argmax differs.
 """
