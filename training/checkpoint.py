@@ -26,6 +26,11 @@ def save_checkpoint(folder: Path, name: str, payload: dict) -> None:
     os.replace(handle.name, target)
 
 
+# Runs started before provenance stored str(torch.__version__) hold a TorchVersion (a str
+# subclass): allow it, so their checkpoints load, resume and export.
+torch.serialization.add_safe_globals([torch.torch_version.TorchVersion])
+
+
 def load_checkpoint(path: Path) -> dict:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
