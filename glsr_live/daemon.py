@@ -17,6 +17,7 @@ POLL_SECONDS = 0.0005  # 0.5 ms: a quarter of a JACK period at 48 kHz / 64 frame
 PORT_CHECK_SECONDS = 0.5  # how often named peers are looked for (reconnect well within 2 s)
 BURST = 24  # messages per burst when closing many notes: a JACK period's MIDI buffer is small
 BURST_GAP_SECONDS = 0.003  # two periods at 48 kHz / 64 frames
+TABLE_POLL_SECONDS = 0.01  # how often the table worker looks for knob tables to compute
 
 
 @dataclass
@@ -45,13 +46,28 @@ class Daemon:
     def step(self) -> None:
         """Drain the input, then play what is due."""
         for message in self.inport.iter_pending():
-            self.send_paced(self.engine.handle(message, self.clock()))
-        self.send_paced(self.engine.tick(self.clock()))
+            with self.engine.lock:
+                messages = self.engine.handle(message, self.clock())
+            self.send_paced(messages)
+        with self.engine.lock:
+            messages = self.engine.tick(self.clock())
+        self.send_paced(messages)
+
+    def prepare_tables(self) -> None:
+        """Worker thread: decode each knob's positions ahead, so a knob turn is a lookup."""
+        while not self.stop_event.is_set():
+            try:
+                built = self.engine.prepare_tables()
+            except Exception:  # a table is only a speed-up: the loop decodes without it
+                built = 0
+            self.stop_event.wait(0.0 if built else TABLE_POLL_SECONDS)
 
     def run(self) -> None:
         """Loop until stop(); on any way out, close every note (then re-raise errors)."""
         self.send_paced(self.engine.start_messages())
         next_status = next_check = 0.0
+        worker = threading.Thread(target=self.prepare_tables, name="glsr-tables", daemon=True)
+        worker.start()
         try:
             while not self.stop_event.is_set():
                 self.step()
@@ -63,7 +79,9 @@ class Daemon:
                     next_status = self.clock() + 0.1
                 self.stop_event.wait(POLL_SECONDS)
         finally:
+            self.stop_event.set()  # the worker too
             self.close_notes()
+            worker.join(timeout=1.0)
 
     def check_ports(self) -> None:
         """Reconnect named peers that came back; silence our notes when the output peer left."""

@@ -8,6 +8,7 @@ tests drive it without sleeping.
 from __future__ import annotations
 
 import math
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -15,6 +16,8 @@ from typing import Protocol
 import mido
 import numpy as np
 
+from .attributes import compute
+from .axis import Reach, TableCache, axis_table, reach, search_offsets
 from .capture import Capture, Phrase
 from .clock import InternalClock, MidiClock
 from .knobs import BUTTONS, Knob, KnobState, Preset
@@ -22,6 +25,7 @@ from .model import ModelInfo, offset_latent
 from .player import Player, Variation, all_notes_off
 
 CLOCK_MESSAGES = {"clock", "start", "stop", "continue", "songpos"}
+PITCH_VALUED = {"register", "highest", "lowest"}  # attributes measured in MIDI pitch
 
 
 class ModelLike(Protocol):
@@ -39,6 +43,7 @@ class Timings:
 
     decode: list[float] = field(default_factory=list)
     phrase: list[float] = field(default_factory=list)
+    lookups: int = 0  # knob moves answered from a precomputed axis table
 
     def add(self, bucket: list[float], seconds: float) -> None:
         bucket.append(seconds)
@@ -68,6 +73,9 @@ class Engine:
         self.frozen = False
         self.buttons: dict[str, bool] = {}
         self.timings = Timings()
+        self.tables = TableCache()
+        self.lock = threading.RLock()  # the daemon's loop and its table worker share the engine
+        self.reaches: dict[str, Reach] = {}  # where each value knob's target landed
 
     # ------------------------------------------------------------ input
 
@@ -129,7 +137,7 @@ class Engine:
                 self._button(knob.target, pressed, now)
             return
         if self.knobs.move(knob, value) and not self.frozen:
-            self._refresh(now)
+            self._refresh(now, moved=knob.target)
 
     def _button(self, target: str, pressed: bool, now: float) -> None:
         if target == "freeze":
@@ -144,26 +152,115 @@ class Engine:
 
     # ------------------------------------------------------------ model
 
+    def prior_blend(self) -> float:
+        return self.knobs.value_of("prior") or 0.0
+
+    def offset_base(self, leave_out: str | None = None) -> np.ndarray:
+        """(d,) the phrase moved by every offset knob (but ``leave_out``), blended towards the
+        prior sample; every later move along an axis is scaled by 1 - blend."""
+        offsets = {k: v for k, v in self.knobs.offsets().items() if k != leave_out}
+        z = offset_latent(self.phrase_z, offsets, self.info)
+        blend = self.prior_blend()
+        return ((1.0 - blend) * z + blend * self.prior_z).astype(np.float32)
+
     def latent(self) -> np.ndarray | None:
-        """(d,) z of the phrase moved by the knobs, blended towards the prior sample."""
+        """(d,) z of the phrase moved by the knobs, blended towards the prior sample; value
+        knobs are resolved along their axes (``self.reaches`` says where they landed)."""
         if self.phrase_z is None:
             return None
-        z = offset_latent(self.phrase_z, self.knobs.offsets(), self.info)
-        blend = self.knobs.value_of("prior") or 0.0
-        return (1.0 - blend) * z + blend * self.prior_z
+        z, scale, reaches = self.offset_base(), 1.0 - self.prior_blend(), {}
+        shift = self.pitch_shift()
+        for name, target in self.knobs.targets().items():
+            key = TableCache.key(name, z, scale, "search")
+            table = self.tables.get(key)
+            if table is None:
+                table = axis_table(self.model, self.info, z, name, search_offsets(), scale)
+                self.tables.put(key, table)
+            # the user's pitches are the model's minus the capture's octave fit
+            landed = reach(table, target + shift if name in PITCH_VALUED else target)
+            if name in PITCH_VALUED:
+                landed = Reach(landed.offset, landed.value - shift, landed.reached)
+            reaches[name] = landed
+            z = z.copy()
+            z[table.dim] += landed.offset * float(self.info.latent.std[table.dim]) * scale
+        self.reaches = reaches
+        return z
 
-    def _decode(self) -> Variation | None:
-        z = self.latent()
-        if z is None:
+    def pitch_shift(self) -> int:
+        """Semitones the capture moved the phrase to fit the model's range."""
+        return 12 * self.phrase.octave_shift if self.phrase is not None else 0
+
+    def playing_value(self, name: str) -> float:
+        """Attribute ``name`` of the playing variation, in the user's units."""
+        if self.variation is None:
+            return float("nan")
+        value = float(compute(name, self.variation.tokens, self.info.vocab, self.info.grid))
+        return value - self.pitch_shift() if name in PITCH_VALUED else value
+
+    def _decode(self, moved: str | None = None) -> Variation | None:
+        if self.phrase_z is None:
             return None
         temperature = self.knobs.value_of("temperature") or 0.0
-        tokens = self.model.decode_tokens(z[None], temperature, self.rng)[0]
+        tokens = self._lookup(moved) if temperature == 0 else None
+        if tokens is None:
+            z = self.latent()
+            tokens = self.model.decode_tokens(z[None], temperature, self.rng)[0]
         return Variation.from_tokens(tokens, self.info.vocab, -12 * self.phrase.octave_shift)
 
-    def _refresh(self, now: float) -> None:
+    def _lookup(self, moved: str | None) -> np.ndarray | None:
+        """The decode for offset knob ``moved`` from its precomputed table, if there is one.
+
+        Only when no value knob is active: a value target depends on every other axis.
+        """
+        if moved is None or moved not in self.info.axes or self.knobs.targets():
+            return None
+        table = self.tables.get(self.knob_table_key(moved))
+        offset = self.knobs.offsets().get(moved)
+        row = table.row(offset) if table is not None and offset is not None else None
+        if row is None:
+            return None
+        self.timings.lookups += 1
+        return table.tokens[row]
+
+    def knob_table_key(self, name: str) -> tuple:
+        return TableCache.key(name, self.offset_base(leave_out=name), 1.0 - self.prior_blend(),
+                              "knob")
+
+    def missing_tables(self) -> list[tuple[tuple, np.ndarray, str, np.ndarray, float]]:
+        """(key, base, axis, offsets, scale) of each offset knob's table not yet computed:
+        every position the knob can take, decoded from the current state of the others."""
+        if self.phrase_z is None or self.knobs.targets():
+            return []
+        jobs = []
+        for knob in self.preset.knobs:
+            if knob.mode != "offset" or knob.target not in self.info.axes:
+                continue
+            key = self.knob_table_key(knob.target)
+            if self.tables.get(key) is None:
+                positions = np.array([knob.value(cc) for cc in range(128)])
+                jobs.append((key, self.offset_base(leave_out=knob.target), knob.target,
+                             positions, 1.0 - self.prior_blend()))
+        return jobs
+
+    def prepare_tables(self) -> int:
+        """Compute the missing knob tables (the daemon's worker thread calls this when idle;
+        tests call it directly). Returns how many were computed.
+
+        The jobs are read under the lock, so a key and its base always belong together; the
+        decodes run outside it, so the loop never waits for them.
+        """
+        with self.lock:
+            jobs = self.missing_tables()
+        for key, base, name, positions, scale in jobs:
+            table = axis_table(self.model, self.info, base, name, positions, scale)
+            with self.lock:
+                self.tables.put(key, table)
+        return len(jobs)
+
+    def _refresh(self, now: float, moved: str | None = None) -> None:
         """Re-decode after a knob move; the swap waits for the next step or bar."""
         started = time.perf_counter()
-        variation = self._decode()
+        variation = self._decode(moved)
         self.timings.add(self.timings.decode, time.perf_counter() - started)
         if variation is not None:
             waiting_phrase = self.pending is not None and self.pending_from is not None

@@ -2,7 +2,9 @@
 
 A preset is TOML (see presets/knobs/default.toml). Each ``[[knob]]`` maps a CC number (and
 optionally a channel) to a target: an attribute name from the model (``notes``, ``register``,
-...) moved within ``[min, max]`` in units of that latent dim's training spread, or one of the
+...) moved within ``[min, max]`` in units of that latent dim's training spread, or, with
+``mode = "value"``, asking for an attribute value within ``[min, max]`` in the attribute's own
+unit (2 to 16 notes; register as MIDI pitches or note names, "C4" to "C6"), or one of the
 controls ``temperature``, ``prior`` (blend towards a sample of the prior), ``reseed`` (draw a new
 prior sample), ``freeze`` (ignore new phrases and knob moves) and ``capture`` (take the last two
 bars as the phrase now).
@@ -18,6 +20,8 @@ from pathlib import Path
 CONTROLS = ("temperature", "prior", "reseed", "freeze", "capture")
 BUTTONS = ("reseed", "freeze", "capture")
 CURVES = ("linear", "exponential", "s-curve")
+MODES = ("offset", "value")
+VALUE_RANGES = {"notes": (2.0, 16.0), "register": (60.0, 84.0)}  # value knobs' defaults
 APPLY_AT = ("step", "bar")
 PICKUP_WINDOW = 3  # CC values: a knob in pickup mode takes over within this distance
 
@@ -35,6 +39,7 @@ class Knob:
     max: float = 3.0
     curve: str = "linear"
     default: int = 64  # the CC value the knob starts at (soft takeover reference)
+    mode: str = "offset"  # "value": min/max are attribute values, not latent offsets
 
     def value(self, cc_value: int) -> float:
         """The knob's output for a CC value 0..127, with a centre detent for bipolar ranges."""
@@ -130,9 +135,15 @@ def parse_knob(raw: dict, index: int, attributes: set[str]) -> Knob:
     channel = raw.get("channel")
     if channel is not None:
         channel = _check_int(channel, 1, 16, f"{where}: channel")
+    mode = raw.get("mode", "offset")
+    if mode not in MODES or (mode == "value" and target in CONTROLS):
+        raise PresetError(f"{where}: mode must be 'offset' or 'value' (value: attribute knobs "
+                          f"only), got {mode!r}")
     bounds = {"temperature": (0.0, 1.5), "prior": (0.0, 1.0)}.get(target, (-3.0, 3.0))
-    low = _check_number(raw.get("min", bounds[0]), f"{where}: min")
-    high = _check_number(raw.get("max", bounds[1]), f"{where}: max")
+    if mode == "value":
+        bounds = VALUE_RANGES.get(target, (0.0, 1.0))
+    low = _value_bound(raw.get("min", bounds[0]), f"{where}: min")
+    high = _value_bound(raw.get("max", bounds[1]), f"{where}: max")
     if target == "temperature" and min(low, high) < 0:
         raise PresetError(f"{where}: temperature cannot be negative")
     curve = raw.get("curve", "linear")
@@ -140,7 +151,19 @@ def parse_knob(raw: dict, index: int, attributes: set[str]) -> Knob:
         raise PresetError(f"{where}: curve must be one of {', '.join(CURVES)}, got {curve!r}")
     default_cc = 64 if low < 0 < high else 0
     default = _check_int(raw.get("default", default_cc), 0, 127, f"{where}: default")
-    return Knob(cc, target, channel, low, high, curve, default)
+    return Knob(cc, target, channel, low, high, curve, default, mode)
+
+
+def _value_bound(value, what: str) -> float:
+    """A number, or a note name ('C4' = 60) for pitch values."""
+    if isinstance(value, str):
+        from .axis import parse_note_name
+
+        try:
+            return float(parse_note_name(value))
+        except ValueError as error:
+            raise PresetError(f"{what}: {error}") from None
+    return _check_number(value, what)
 
 
 def parse_options(raw: dict) -> Options:
@@ -208,7 +231,7 @@ def dump_preset(preset: Preset) -> str:
         if knob.channel is not None:
             lines.append(f"channel = {knob.channel}")
         lines += [f"min = {knob.min}", f"max = {knob.max}", f'curve = "{knob.curve}"',
-                  f"default = {knob.default}", ""]
+                  f"default = {knob.default}", f'mode = "{knob.mode}"', ""]
     return "\n".join(lines)
 
 
@@ -223,11 +246,14 @@ class KnobState:
     values: dict[int, int] = field(default_factory=dict)  # knob index -> CC value
     picked_up: dict[int, bool] = field(default_factory=dict)
     last_physical: dict[int, int] = field(default_factory=dict)
+    touched: set[int] = field(default_factory=set)  # value knobs act once moved
 
     def __post_init__(self) -> None:
         for index, knob in enumerate(self.preset.knobs):
             self.values.setdefault(index, knob.default)
-            self.picked_up.setdefault(index, not self.preset.options.soft_takeover)
+            # a value knob asks for nothing until moved: there is no value to take over from
+            self.picked_up.setdefault(index, not self.preset.options.soft_takeover
+                                      or knob.mode == "value")
 
     def move(self, knob: Knob, cc_value: int) -> bool:
         """Apply a CC value; returns True if the knob's logical value changed."""
@@ -241,7 +267,9 @@ class KnobState:
             if abs(cc_value - current) > PICKUP_WINDOW and not crossed:
                 return False
             self.picked_up[index] = True
-        if self.values[index] == cc_value:
+        first_touch = index not in self.touched
+        self.touched.add(index)
+        if self.values[index] == cc_value and not (first_touch and knob.mode == "value"):
             return False
         self.values[index] = cc_value
         return True
@@ -253,9 +281,20 @@ class KnobState:
         return None
 
     def offsets(self) -> dict[str, float]:
-        """Attribute name -> offset in units of the latent dim's spread."""
+        """Attribute name -> offset in units of the latent dim's spread (offset knobs)."""
         return {knob.target: knob.value(self.values[i]) for i, knob in
-                enumerate(self.preset.knobs) if knob.target not in CONTROLS}
+                enumerate(self.preset.knobs) if knob.target not in CONTROLS
+                and knob.mode == "offset"}
+
+    def targets(self) -> dict[str, float]:
+        """Attribute name -> wanted value (value knobs that have been moved); note counts are
+        whole numbers."""
+        wanted = {}
+        for index, knob in enumerate(self.preset.knobs):
+            if knob.mode == "value" and index in self.touched:
+                value = knob.value(self.values[index])
+                wanted[knob.target] = float(round(value)) if knob.target == "notes" else value
+        return wanted
 
     def waiting_for_pickup(self) -> list[str]:
         return [k.target for i, k in enumerate(self.preset.knobs) if not self.picked_up[i]]

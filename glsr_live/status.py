@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from .axis import format_value
 from .player import Variation
 
 if TYPE_CHECKING:
@@ -38,9 +39,25 @@ def engine_state(engine: Engine) -> str:
     return "playing" if engine.variation is not None else "listening"
 
 
+def knob_readings(engine: Engine) -> list[str]:
+    """Each attribute knob in its unit: 'notes 6 → 6' for a value target (wanted → playing),
+    'register +1.0 (G4)' for an offset knob (offset in spreads, the playing value)."""
+    readings = []
+    for name, target in engine.knobs.targets().items():
+        landed = engine.reaches.get(name)
+        playing = format_value(name, engine.playing_value(name))
+        reading = f"{name} {format_value(name, target)} → {playing}"
+        if landed is not None and not landed.reached:
+            reading += " (out of reach)"
+        readings.append(reading)
+    for name, offset in engine.knobs.offsets().items():
+        readings.append(f"{name} {offset:+.1f} ({format_value(name, engine.playing_value(name))})")
+    return readings
+
+
 def status_line(engine: Engine, now: float) -> str:
     vocab = engine.info.vocab
-    knobs = " ".join(f"{name} {value:+.1f}" for name, value in engine.knobs.offsets().items())
+    knobs = " ".join(knob_readings(engine))
     temperature = engine.knobs.value_of("temperature")
     if temperature:
         knobs += f" temp {temperature:.2f}"

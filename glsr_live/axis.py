@@ -1,0 +1,139 @@
+"""Decodes along one regularised axis, computed in one batch and looked up afterwards.
+
+Two uses: a value-target knob ("6 notes", "register G4") searches the table for the point
+nearest the phrase whose decode has the wanted value; an offset knob's 128 positions are
+decoded ahead, so turning that knob alone is a table lookup, not a model run.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass
+
+import numpy as np
+
+from .attributes import compute
+from .model import ModelInfo
+
+SEARCH_SPREADS = 3.5  # how far along an axis a value target is looked for, in spreads
+SEARCH_POINTS = 57  # candidates over [-3.5, +3.5]: one every 0.125 spreads
+TOLERANCE = {"register": 1.0}  # a value within this counts as reached (default: exact)
+NOTE_NAMES = ("C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B")
+
+
+@dataclass(frozen=True)
+class AxisTable:
+    """Argmax decodes of one base z moved along ``dim`` by each offset (in spreads)."""
+
+    name: str
+    dim: int
+    offsets: np.ndarray  # (P,) spreads
+    tokens: np.ndarray  # (P, L) canonical tokens
+    values: np.ndarray  # (P,) the attribute of each decode (NaN: undefined)
+
+    def row(self, offset: float) -> int | None:
+        """The index of ``offset`` in the table, if it was decoded."""
+        hits = np.flatnonzero(np.isclose(self.offsets, offset, atol=1e-6))
+        return int(hits[0]) if len(hits) else None
+
+
+@dataclass(frozen=True)
+class Reach:
+    """Where a value target lands: the offset chosen, the value decoded there, and whether it
+    is the wanted value (else the nearest the axis gives)."""
+
+    offset: float
+    value: float
+    reached: bool
+
+
+def axis_table(model, info: ModelInfo, base: np.ndarray, name: str, offsets: np.ndarray,
+               scale: float = 1.0) -> AxisTable:
+    """One batched decode of ``base`` (d,) moved along ``name``'s dim by each offset (P,).
+
+    ``scale`` shrinks the move (the prior blend scales every knob's move by 1 - blend).
+    """
+    dim = info.axes[name].dim
+    z = np.repeat(base[None].astype(np.float32), len(offsets), axis=0)  # (P, d)
+    z[:, dim] += offsets.astype(np.float32) * float(info.latent.std[dim]) * scale
+    tokens = model.decode_tokens(z)
+    values = compute(name, tokens, info.vocab, info.grid)
+    return AxisTable(name, dim, np.asarray(offsets, dtype=np.float64), tokens, values)
+
+
+def search_offsets() -> np.ndarray:
+    return np.linspace(-SEARCH_SPREADS, SEARCH_SPREADS, SEARCH_POINTS)
+
+
+def reach(table: AxisTable, target: float) -> Reach:
+    """The point nearest the phrase (smallest |offset|) whose decode has the wanted value;
+    when none has, the nearest value the axis gives (ties: nearest the phrase)."""
+    values = table.values
+    defined = np.isfinite(values)
+    if not defined.any():
+        return Reach(0.0, float("nan"), False)
+    gap = np.where(defined, np.abs(values - target), np.inf)
+    hit = gap <= TOLERANCE.get(table.name, 0.0) + 1e-9
+    candidates = hit if hit.any() else gap == gap.min()
+    index = int(np.flatnonzero(candidates)[np.argmin(np.abs(table.offsets[candidates]))])
+    return Reach(float(table.offsets[index]), float(values[index]), bool(hit.any()))
+
+
+def note_name(pitch: float) -> str:
+    """MIDI pitch -> 'G4' (C4 = 60), rounded to the nearest semitone."""
+    if not np.isfinite(pitch):
+        return "-"
+    number = int(round(pitch))
+    return f"{NOTE_NAMES[number % 12]}{number // 12 - 1}"
+
+
+def parse_note_name(text: str) -> int:
+    """'C4' -> 60, 'F#5' -> 78, 'Bb3' -> 58; ValueError for anything else."""
+    text = text.strip()
+    letter, rest = text[:1].upper(), text[1:]
+    if letter not in "CDEFGAB" or not letter:
+        raise ValueError(f"not a note name: {text!r}")
+    pitch_class = NOTE_NAMES.index(letter)
+    if rest[:1] in ("#", "b"):
+        pitch_class += 1 if rest[0] == "#" else -1
+        rest = rest[1:]
+    try:
+        octave = int(rest)
+    except ValueError:
+        raise ValueError(f"not a note name: {text!r}") from None
+    return (octave + 1) * 12 + pitch_class
+
+
+def format_value(name: str, value: float) -> str:
+    """An attribute value in its unit: notes as a count, register as a note name."""
+    if not np.isfinite(value):
+        return "-"
+    if name == "register":
+        return note_name(value)
+    if name == "notes":
+        return f"{value:.0f}"
+    return f"{value:.2f}"
+
+
+class TableCache:
+    """The last few axis tables, keyed by axis, base z and scale (least recently used out)."""
+
+    def __init__(self, size: int = 8):
+        self.size = size
+        self.tables: OrderedDict[tuple, AxisTable] = OrderedDict()
+
+    @staticmethod
+    def key(name: str, base: np.ndarray, scale: float, kind: str) -> tuple:
+        return (name, kind, round(scale, 6), base.astype(np.float32).tobytes())
+
+    def get(self, key: tuple) -> AxisTable | None:
+        table = self.tables.get(key)
+        if table is not None:
+            self.tables.move_to_end(key)
+        return table
+
+    def put(self, key: tuple, table: AxisTable) -> None:
+        self.tables[key] = table
+        self.tables.move_to_end(key)
+        while len(self.tables) > self.size:
+            self.tables.popitem(last=False)
