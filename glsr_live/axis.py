@@ -115,6 +115,34 @@ def format_value(name: str, value: float) -> str:
     return f"{value:.2f}"
 
 
+PITCH_VALUED = {"register", "highest", "lowest"}  # attributes measured in MIDI pitch
+
+
+def resolve_targets(model, info: ModelInfo, z: np.ndarray, targets: dict[str, float],
+                    shift: int = 0, scale: float = 1.0, cache: TableCache | None = None
+                    ) -> tuple[np.ndarray, dict[str, Reach]]:
+    """Move z (d,) along each target's axis to where its decode has the wanted value.
+
+    ``shift``: semitones between the user's pitches and the model's (a phrase octave-fitted to
+    the model's range); targets and reported values are in the user's pitches.
+    """
+    reaches = {}
+    for name, target in targets.items():
+        key = TableCache.key(name, z, scale, "search")
+        table = cache.get(key) if cache is not None else None
+        if table is None:
+            table = axis_table(model, info, z, name, search_offsets(), scale)
+            if cache is not None:
+                cache.put(key, table)
+        pitched = name in PITCH_VALUED
+        landed = reach(table, target + shift if pitched else target)
+        reaches[name] = Reach(landed.offset, landed.value - shift if pitched else landed.value,
+                              landed.reached)
+        z = z.copy()
+        z[table.dim] += landed.offset * float(info.latent.std[table.dim]) * scale
+    return z, reaches
+
+
 class TableCache:
     """The last few axis tables, keyed by axis, base z and scale (least recently used out)."""
 

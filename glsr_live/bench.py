@@ -14,16 +14,24 @@ import numpy as np
 
 from .clock import InternalClock
 from .engine import Engine
-from .knobs import Knob, Options, Preset
+from .knobs import VALUE_RANGES, Knob, Options, Preset
 from .model import Model
 
 BENCH_BPM = 120.0
 
 
-def bench_preset(model: Model) -> Preset:
-    """One knob per regularised attribute on CC 20, 21, ..."""
-    knobs = tuple(Knob(20 + i, name) for i, name in enumerate(model.info.axes))
+def bench_preset(model: Model, mode: str = "offset") -> Preset:
+    """One knob per regularised attribute on CC 20, 21, ... (``mode="value"``: value knobs)."""
+    knobs = tuple(Knob(20 + i, name, **value_range(name, mode))
+                  for i, name in enumerate(model.info.axes))
     return Preset(Options(soft_takeover=False), knobs)
+
+
+def value_range(name: str, mode: str) -> dict:
+    if mode == "offset":
+        return {}
+    low, high = VALUE_RANGES.get(name, (0.0, 1.0))
+    return {"min": low, "max": high, "mode": "value"}
 
 
 def percentiles_ms(seconds: list[float]) -> dict[str, float]:
@@ -87,7 +95,55 @@ def run_burst(model: Model, events: int, seed: int = 0) -> dict:
                   for i in range(events)]
     return {"model": str(model.directory), "provider": model.provider,
             "knob_to_variation": percentiles_ms(knob_times),
+            "single_knob": single_knob(model, events, seed),
+            "any_change": any_change(model, events, seed),
+            "value_target": value_target(model, max(20, events // 10), seed),
             "phrase_end_to_first_note": percentiles_ms(phrase_times)}
+
+
+def engine_with_phrase(model: Model, seed: int, mode: str = "offset"
+                       ) -> tuple[Engine, np.random.Generator, float]:
+    rng = np.random.default_rng(seed)
+    engine = Engine(model, bench_preset(model, mode), InternalClock(BENCH_BPM), rng)
+    phrase_seconds = engine.clock.step_seconds * model.info.grid.seq_len
+    play_phrase(engine, 0.0, rng)
+    now = phrase_seconds  # the clock starts at the first note: tick until the phrase is in
+    while engine.phrase_z is None and now < 3 * phrase_seconds:
+        engine.tick(now)
+        now += 0.001
+    if engine.phrase_z is None:
+        raise RuntimeError("bench: the engine took no phrase")
+    return engine, rng, now
+
+
+def single_knob(model: Model, events: int, seed: int) -> dict:
+    """One knob turned on its own, as a player mostly does: its positions were decoded ahead
+    (the daemon's worker does this after each phrase or other change)."""
+    engine, rng, now = engine_with_phrase(model, seed)
+    knob = engine.preset.knobs[0]
+    engine.prepare_tables()
+    times = [knob_latency(engine, knob, int(rng.integers(0, 128)), now) for _ in range(events)]
+    return {**percentiles_ms(times), "lookups": engine.timings.lookups}
+
+
+def any_change(model: Model, events: int, seed: int) -> dict:
+    """Two knobs in turn, nothing decoded ahead: every move is a model run."""
+    engine, rng, now = engine_with_phrase(model, seed)
+    knobs = engine.preset.knobs
+    times = [knob_latency(engine, knobs[i % len(knobs)], int(rng.integers(0, 128)), now)
+             for i in range(events)]
+    return percentiles_ms(times)
+
+
+def value_target(model: Model, events: int, seed: int) -> dict:
+    """A value knob ("6 notes") moved: one batched decode along the axis, then the choice."""
+    engine, rng, now = engine_with_phrase(model, seed, mode="value")
+    knob = engine.preset.knobs[0]
+    times = []
+    for _ in range(events):
+        engine.tables.tables.clear()  # each move from a fresh state, not a cached search
+        times.append(knob_latency(engine, knob, int(rng.integers(0, 128)), now))
+    return percentiles_ms(times)
 
 
 def run_soak(model: Model, seconds: float, seed: int = 0) -> list[dict]:
@@ -123,7 +179,8 @@ def run_bench(args: argparse.Namespace, model_dir: Path) -> int:
     if args.json:
         print(json.dumps(result))
         return 0
-    for name in ("knob_to_variation", "phrase_end_to_first_note"):
+    for name in ("knob_to_variation", "single_knob", "any_change", "value_target",
+                 "phrase_end_to_first_note"):
         stats = result[name]
         print(f"{name:25s} p50 {stats['p50_ms']:.3f} ms  p99 {stats['p99_ms']:.3f} ms  "
               f"max {stats['max_ms']:.3f} ms  ({stats['count']} events)")

@@ -75,6 +75,9 @@ def build_parser() -> argparse.ArgumentParser:
     add_model(render)
     render.add_argument("--knob", action="append", default=[], metavar="NAME=VALUE")
     render.add_argument("--sweep", action="append", default=[], metavar="NAME=FROM:TO:STEPS")
+    render.add_argument("--target", action="append", default=[], metavar="NAME=VALUE",
+                        help="an attribute value in its unit (notes=6, register=G4), found "
+                             "along the attribute's axis as a value knob does")
     render.add_argument("--png", type=Path, help="piano roll to write")
     render.add_argument("--bpm", type=float, default=120.0)
     render.add_argument("--temperature", type=float, default=0.0)
@@ -111,17 +114,23 @@ def cmd_ports(args: argparse.Namespace) -> int:
 
 
 def cmd_render(args: argparse.Namespace) -> int:
+    from .axis import format_value
     from .model import Model
-    from .render import parse_knob_setting, parse_sweep, render
+    from .render import parse_knob_setting, parse_sweep, parse_target, render
 
     knobs = [parse_knob_setting(k) for k in args.knob]
+    targets = [parse_target(t) for t in args.target]
     sweeps = [parse_sweep(s) for s in args.sweep]
     model = Model(model_directory(args))
     summary = render(args.input, args.output, model, knobs, sweeps, args.png, args.bpm,
-                     args.temperature)
+                     args.temperature, targets=targets)
     for index, item in enumerate(summary):
         label = "input" if index == 0 else ", ".join(
             f"{k}={v:+.2f}" for k, v in item["offsets"].items()) or "reconstruction"
+        for name, landed in item.get("targets", {}).items():
+            wanted = format_value(name, dict(targets)[name])
+            label += (f", {name} {wanted} → {format_value(name, landed['value'])}"
+                      + ("" if landed["reached"] else " (out of reach)"))
         print(f"bars {2 * index + 1}-{2 * index + 2}: {label}: {item['notes']} notes")
     print(f"wrote {args.output}" + (f" and {args.png}" if args.png else ""))
     return 0

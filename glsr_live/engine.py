@@ -17,7 +17,7 @@ import mido
 import numpy as np
 
 from .attributes import compute
-from .axis import Reach, TableCache, axis_table, reach, search_offsets
+from .axis import PITCH_VALUED, Reach, TableCache, axis_table, resolve_targets
 from .capture import Capture, Phrase
 from .clock import InternalClock, MidiClock
 from .knobs import BUTTONS, Knob, KnobState, Preset
@@ -25,7 +25,6 @@ from .model import ModelInfo, offset_latent
 from .player import Player, Variation, all_notes_off
 
 CLOCK_MESSAGES = {"clock", "start", "stop", "continue", "songpos"}
-PITCH_VALUED = {"register", "highest", "lowest"}  # attributes measured in MIDI pitch
 
 
 class ModelLike(Protocol):
@@ -168,22 +167,9 @@ class Engine:
         knobs are resolved along their axes (``self.reaches`` says where they landed)."""
         if self.phrase_z is None:
             return None
-        z, scale, reaches = self.offset_base(), 1.0 - self.prior_blend(), {}
-        shift = self.pitch_shift()
-        for name, target in self.knobs.targets().items():
-            key = TableCache.key(name, z, scale, "search")
-            table = self.tables.get(key)
-            if table is None:
-                table = axis_table(self.model, self.info, z, name, search_offsets(), scale)
-                self.tables.put(key, table)
-            # the user's pitches are the model's minus the capture's octave fit
-            landed = reach(table, target + shift if name in PITCH_VALUED else target)
-            if name in PITCH_VALUED:
-                landed = Reach(landed.offset, landed.value - shift, landed.reached)
-            reaches[name] = landed
-            z = z.copy()
-            z[table.dim] += landed.offset * float(self.info.latent.std[table.dim]) * scale
-        self.reaches = reaches
+        z, self.reaches = resolve_targets(self.model, self.info, self.offset_base(),
+                                          self.knobs.targets(), self.pitch_shift(),
+                                          1.0 - self.prior_blend(), self.tables)
         return z
 
     def pitch_shift(self) -> int:

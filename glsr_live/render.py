@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .axis import parse_note_name, resolve_targets
 from .midifile import beat_notes_to_grid, read_notes, write_notes
 from .model import Model, ModelError, offset_latent
 from .pianoroll import write_roll
@@ -53,6 +54,21 @@ def parse_sweep(text: str) -> Sweep:
     return sweep
 
 
+def parse_target(text: str) -> tuple[str, float]:
+    """NAME=VALUE in the attribute's unit: notes=6, register=G4 or register=67."""
+    name, sep, value = text.partition("=")
+    try:
+        if not sep:
+            raise ValueError
+        return name.strip(), float(value)
+    except ValueError:
+        try:
+            return name.strip(), float(parse_note_name(value))
+        except ValueError:
+            raise RenderError(f"--target wants NAME=VALUE in the attribute's unit, e.g. "
+                              f"notes=6 or register=G4; got {text!r}") from None
+
+
 def phrase_of_file(path: Path, model: Model, track: str | None = None
                    ) -> tuple[np.ndarray, int]:
     """Tokens of the first L steps of a MIDI file (monophonic, octave-fitted) and the shift."""
@@ -78,14 +94,30 @@ def settings_list(knobs: list[tuple[str, float]], sweeps: list[Sweep]) -> list[d
 
 def render(path: Path, out: Path, model: Model, knobs: list[tuple[str, float]],
            sweeps: list[Sweep], png: Path | None = None, bpm: float = 120.0,
-           temperature: float = 0.0, seed: int = 0) -> list[dict]:
-    """Write OUT.mid (input phrase, then each variation, L steps each); returns a summary."""
+           temperature: float = 0.0, seed: int = 0,
+           targets: list[tuple[str, float]] = ()) -> list[dict]:
+    """Write OUT.mid (input phrase, then each variation, L steps each); returns a summary.
+
+    ``targets`` (attribute, value in its unit) are resolved along their axes after the knob
+    offsets, as the live value knobs are.
+    """
     info = model.info
     tokens, shift = phrase_of_file(path, model)
     mu, _ = model.encode(tokens[None])
     settings = settings_list(knobs, sweeps)
+    unknown = sorted({name for name, _ in targets} - set(info.axes))
+    if unknown:
+        raise RenderError(f"the model has no regularised attribute {unknown[0]!r} "
+                          f"(it has: {', '.join(info.axes) or 'none'})")
+    reaches = []
     try:
-        z = np.stack([offset_latent(mu[0], offsets, info) for offsets in settings])
+        rows = []
+        for offsets in settings:
+            z, landed = resolve_targets(model, info, offset_latent(mu[0], offsets, info),
+                                        dict(targets), -12 * shift)
+            rows.append(z)
+            reaches.append(landed)
+        z = np.stack(rows)
     except ModelError as error:
         raise RenderError(str(error)) from None
     variations = model.decode_tokens(z, temperature, np.random.default_rng(seed))
@@ -98,5 +130,7 @@ def render(path: Path, out: Path, model: Model, knobs: list[tuple[str, float]],
     if png is not None:
         write_roll(png, segments, length, info.grid.steps_per_beat, info.grid.beats_per_bar)
     return [{"offsets": {}, "notes": len(segments[0])}] + [
-        {"offsets": offsets, "notes": len(notes)}
-        for offsets, notes in zip(settings, segments[1:], strict=True)]
+        {"offsets": offsets, "notes": len(notes),
+         "targets": {name: {"value": r.value, "reached": r.reached} for name, r in
+                     landed.items()}}
+        for offsets, notes, landed in zip(settings, segments[1:], reaches, strict=True)]

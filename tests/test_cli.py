@@ -96,6 +96,25 @@ def test_bench_reports_latencies(tiny_model_dir):
     assert result["knob_to_variation"]["count"] == 200
     assert 0 < result["knob_to_variation"]["p50_ms"] <= result["knob_to_variation"]["p99_ms"]
     assert result["phrase_end_to_first_note"]["count"] == 20
+    for name in ("single_knob", "any_change", "value_target"):
+        assert 0 < result[name]["p50_ms"] <= result[name]["p99_ms"], name
+    assert result["single_knob"]["lookups"] == 200  # every lone turn was a table lookup
+
+
+def test_render_target_finds_the_wanted_note_count_with_the_shipped_model(tmp_path):
+    source, out = tmp_path / "in.mid", tmp_path / "out.mid"
+    write_phrase(source)
+    for wanted in (5, 6, 10):
+        done = glsr_live("render", str(source), "-o", str(out), "--model", "bach-soprano",
+                         "--target", f"notes={wanted}")
+        assert done.returncode == 0, done.stderr
+        assert f"notes {wanted} → {wanted}: {wanted} notes" in done.stdout
+        assert sum(1 for n in read_notes(out) if n.start >= 8) == wanted
+    far = glsr_live("render", str(source), "-o", str(out), "--model", "bach-soprano",
+                    "--target", "notes=32")
+    assert far.returncode == 0 and "(out of reach)" in far.stdout
+    bad = glsr_live("render", str(source), "-o", str(out), "--target", "register=Q9")
+    assert bad.returncode == 2 and "--target wants NAME=VALUE" in bad.stderr
 
 
 def test_run_with_a_bad_preset_is_one_line(tiny_model_dir, tmp_path):
