@@ -116,3 +116,19 @@ def test_baseline_is_swept_along_its_own_most_informative_dim():
     told = LinearModel(axes={"notes": SimpleNamespace(dim=3)})
     regularised = evaluate(told, Split(windows, mu), ["notes"], 50, None)["attributes"]["notes"]
     assert regularised["dim"] == 3 and regularised["spearman_along_axis"] == 0.0
+
+
+def test_value_target_shares_count_the_phrases_whose_axis_reaches_each_value():
+    from training.evaluate import value_targets
+
+    # LinearModel: 16 + 4 z0 notes; the search spans +-3.5 spreads, so from z0 = 0 it reaches
+    # 2..30 notes, from z0 = 2 it reaches 10..32 (clipped at 32)
+    model = LinearModel(axes={"notes": SimpleNamespace(dim=0)})
+    model.info.axes = {"notes": SimpleNamespace(dim=0)}
+    phrases = np.zeros((4, 4))
+    phrases[2:, 0] = 2.0
+    result = value_targets(model, phrases, "notes")
+    assert result["shares"]["2"] == 0.5 and result["shares"]["9"] == 0.5
+    assert result["shares"]["10"] == 1.0 and result["shares"]["30"] == 1.0
+    assert result["shares"]["31"] == 0.5
+    assert result["range_90"] == [10, 30]

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from glsr_live.attributes import compute
+from glsr_live.axis import axis_table, reach, search_offsets
 from glsr_live.catalog import default_preset
 from glsr_live.knobs import PresetError, load_preset
 from glsr_live.midifile import write_notes
@@ -29,6 +30,7 @@ EXIT_USAGE = 2
 AXIS_STEPS = 25
 AXIS_SPAN = 3.0
 PLANE_POINTS = 41
+VALUE_PHRASES = 200  # phrases for the value-target shares
 OTHER_ATTRIBUTES = ("notes", "register", "highest", "lowest", "black_keys", "rhythm")
 
 
@@ -121,6 +123,22 @@ def knob_curve(model: Model, phrases: np.ndarray, dim: int, name: str,
             "latent_std": std}
 
 
+def value_targets(model: Model, phrases: np.ndarray, name: str) -> dict:
+    """How often a value knob gets exactly what it asks for: for each wanted value, the share
+    of phrases (P, d) whose search along the axis (the live engine's) finds it (register:
+    within a semitone). ``range_90`` is the span of wanted values met for >= 90 % of them."""
+    tables = [axis_table(model, model.info, z, name, search_offsets()) for z in phrases]
+    found = np.concatenate([t.values[np.isfinite(t.values)] for t in tables])
+    if len(found) == 0:
+        return {"shares": {}, "range_90": None}
+    low, high = int(np.floor(found.min())), int(np.ceil(found.max()))
+    shares = {value: float(np.mean([reach(t, value).reached for t in tables]))
+              for value in range(low, high + 1)}
+    met = [value for value, share in shares.items() if share >= 0.9]
+    return {"shares": {str(k): round(v, 3) for k, v in shares.items()},
+            "range_90": [min(met), max(met)] if met else None}
+
+
 def preset_range(preset: Path, model: Model, name: str) -> tuple[float, float]:
     knobs = load_preset(preset, set(model.info.axes)).knobs
     found = [k for k in knobs if k.target == name]
@@ -141,6 +159,8 @@ def evaluate(model: Model, split: Split, names: list[str], phrases: int, preset:
         dim = axis.dim if axis is not None else informative["interpretability_dim"]
         entry = {**along_axis(model, chosen, dim, name), **informative,
                  "swept": "regularised dim" if axis is not None else "most informative dim"}
+        if axis is not None:
+            entry["value_targets"] = value_targets(model, chosen[:VALUE_PHRASES], name)
         if preset is not None and axis is not None:
             entry["knob_curve"] = knob_curve(model, chosen, dim, name,
                                              preset_range(preset, model, name))
@@ -345,6 +365,9 @@ def print_part(label: str, part: dict, split: str) -> None:
             curve = entry["knob_curve"]
             line += (f", knob low end {curve['low_end_change']:+.2f}, high end "
                      f"{curve['high_end_change']:+.2f}")
+        if entry.get("value_targets", {}).get("range_90"):
+            low, high = entry["value_targets"]["range_90"]
+            line += f", value knob exact >= 90 % for {low}..{high}"
         print(line)
 
 
