@@ -78,6 +78,8 @@ def build_parser() -> argparse.ArgumentParser:
     render.add_argument("--target", action="append", default=[], metavar="NAME=VALUE",
                         help="an attribute value in its unit (notes=6, register=G4), found "
                              "along the attribute's axis as a value knob does")
+    render.add_argument("--morph", type=Path, metavar="B.mid",
+                        help="a second phrase to morph towards: --sweep morph=0:1:9")
     render.add_argument("--png", type=Path, help="piano roll to write")
     render.add_argument("--bpm", type=float, default=120.0)
     render.add_argument("--temperature", type=float, default=0.0)
@@ -123,7 +125,7 @@ def cmd_render(args: argparse.Namespace) -> int:
     sweeps = [parse_sweep(s) for s in args.sweep]
     model = Model(model_directory(args))
     summary = render(args.input, args.output, model, knobs, sweeps, args.png, args.bpm,
-                     args.temperature, targets=targets)
+                     args.temperature, targets=targets, morph=args.morph)
     for index, item in enumerate(summary):
         label = "input" if index == 0 else ", ".join(
             f"{k}={v:+.2f}" for k, v in item["offsets"].items()) or "reconstruction"

@@ -21,7 +21,7 @@ from .axis import PITCH_VALUED, Reach, TableCache, axis_table, resolve_targets
 from .capture import Capture, Phrase
 from .clock import InternalClock, MidiClock
 from .knobs import BUTTONS, Knob, KnobState, Preset
-from .model import ModelInfo, offset_latent
+from .model import ModelInfo, morph_latent, offset_latent
 from .player import Player, Variation, all_notes_off
 
 CLOCK_MESSAGES = {"clock", "start", "stop", "continue", "songpos"}
@@ -75,6 +75,7 @@ class Engine:
         self.tables = TableCache()
         self.lock = threading.RLock()  # the daemon's loop and its table worker share the engine
         self.reaches: dict[str, Reach] = {}  # where each value knob's target landed
+        self.slot_b: np.ndarray | None = None  # (d,) the morph destination's code
 
     # ------------------------------------------------------------ input
 
@@ -146,8 +147,10 @@ class Engine:
         elif target == "reseed" and pressed:
             self.prior_z = self.rng.standard_normal(self.info.latent_dim).astype(np.float32)
             self._refresh(now)
-        elif target == "capture" and pressed and not self.frozen:
+        elif target in ("capture", "slot_a") and pressed and not self.frozen:
             self._capture_last_bars(now)
+        elif target == "slot_b" and pressed:
+            self._capture_slot_b(now)
 
     # ------------------------------------------------------------ model
 
@@ -158,9 +161,16 @@ class Engine:
         """(d,) the phrase moved by every offset knob (but ``leave_out``), blended towards the
         prior sample; every later move along an axis is scaled by 1 - blend."""
         offsets = {k: v for k, v in self.knobs.offsets().items() if k != leave_out}
-        z = offset_latent(self.phrase_z, offsets, self.info)
+        z = offset_latent(self.morph_source(), offsets, self.info)
         blend = self.prior_blend()
         return ((1.0 - blend) * z + blend * self.prior_z).astype(np.float32)
+
+    def morph_source(self) -> np.ndarray:
+        """(d,) the phrase's code, morphed towards slot B's by the morph knob."""
+        amount = self.knobs.value_of("morph") or 0.0
+        if self.slot_b is None or amount == 0:
+            return self.phrase_z
+        return morph_latent(self.phrase_z, self.slot_b, amount, self.info)
 
     def latent(self) -> np.ndarray | None:
         """(d,) z of the phrase moved by the knobs, blended towards the prior sample; value
@@ -261,6 +271,17 @@ class Engine:
         self.player.velocity = max(1, min(127, phrase.velocity))
         self.pending, self.pending_from = self._decode(), start_step
         self.timings.add(self.timings.phrase, time.perf_counter() - started)
+
+    def _capture_slot_b(self, now: float) -> None:
+        """The last L steps up to the nearest bar line become the morph destination."""
+        bar = self.info.grid.steps_per_bar
+        bar_line = math.floor(self._position(now) / bar + 0.5) * bar
+        phrase = self.capture.take(bar_line - self.seq_len)
+        if phrase is not None:
+            mu, _ = self.model.encode(phrase.tokens[None])
+            self.slot_b = mu[0].astype(np.float32)
+            if (self.knobs.value_of("morph") or 0.0) > 0:
+                self._refresh(now)
 
     def _capture_last_bars(self, now: float) -> None:
         """The trigger CC: the last L steps up to the current bar line, from the next bar."""

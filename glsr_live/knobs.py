@@ -6,8 +6,10 @@ optionally a channel) to a target: an attribute name from the model (``notes``, 
 ``mode = "value"``, asking for an attribute value within ``[min, max]`` in the attribute's own
 unit (2 to 16 notes; register as MIDI pitches or note names, "C4" to "C6"), or one of the
 controls ``temperature``, ``prior`` (blend towards a sample of the prior), ``reseed`` (draw a new
-prior sample), ``freeze`` (ignore new phrases and knob moves) and ``capture`` (take the last two
-bars as the phrase now).
+prior sample), ``freeze`` (ignore new phrases and knob moves), ``capture`` and ``slot_a`` (take
+the last two bars as the phrase now), ``slot_b`` (take them as the morph destination) and
+``morph`` (0..1: the unregularised dims from the phrase's code to slot B's, the regularised
+axes held where their knobs are).
 """
 
 from __future__ import annotations
@@ -17,8 +19,8 @@ import tomllib
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
-CONTROLS = ("temperature", "prior", "reseed", "freeze", "capture")
-BUTTONS = ("reseed", "freeze", "capture")
+CONTROLS = ("temperature", "prior", "reseed", "freeze", "capture", "morph", "slot_a", "slot_b")
+BUTTONS = ("reseed", "freeze", "capture", "slot_a", "slot_b")
 CURVES = ("linear", "exponential", "s-curve")
 MODES = ("offset", "value")
 VALUE_RANGES = {"notes": (2.0, 16.0), "register": (60.0, 84.0)}  # value knobs' defaults
@@ -139,7 +141,8 @@ def parse_knob(raw: dict, index: int, attributes: set[str]) -> Knob:
     if mode not in MODES or (mode == "value" and target in CONTROLS):
         raise PresetError(f"{where}: mode must be 'offset' or 'value' (value: attribute knobs "
                           f"only), got {mode!r}")
-    bounds = {"temperature": (0.0, 1.5), "prior": (0.0, 1.0)}.get(target, (-3.0, 3.0))
+    bounds = {"temperature": (0.0, 1.5), "prior": (0.0, 1.0), "morph": (0.0, 1.0)}.get(
+        target, (-3.0, 3.0))
     if mode == "value":
         bounds = VALUE_RANGES.get(target, (0.0, 1.0))
     low = _value_bound(raw.get("min", bounds[0]), f"{where}: min")

@@ -172,6 +172,15 @@ def offset_latent(z: np.ndarray, offsets: dict[str, float], info: ModelInfo) -> 
     return moved
 
 
+def morph_latent(a: np.ndarray, b: np.ndarray, amount: float, info: ModelInfo) -> np.ndarray:
+    """(d,) A's code with its unregularised dims moved ``amount`` (0..1) of the way to B's;
+    the regularised dims stay A's, so note count, register, ... hold through the morph."""
+    held = np.zeros(info.latent_dim, dtype=bool)
+    held[[axis.dim for axis in info.axes.values()]] = True
+    mixed = (1.0 - amount) * np.asarray(a, np.float32) + amount * np.asarray(b, np.float32)
+    return np.where(held, a, mixed).astype(np.float32)
+
+
 def logits_to_tokens(logits: np.ndarray, temperature: float = 0.0,
                      rng: np.random.Generator | None = None) -> np.ndarray:
     """logits (N, L, K) -> canonical tokens (N, L)."""

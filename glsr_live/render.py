@@ -9,7 +9,7 @@ import numpy as np
 
 from .axis import parse_note_name, resolve_targets
 from .midifile import beat_notes_to_grid, read_notes, write_notes
-from .model import Model, ModelError, offset_latent
+from .model import Model, ModelError, morph_latent, offset_latent
 from .pianoroll import write_roll
 from .tokens import Note, fit_notes, notes_to_tokens, tokens_to_notes, unfold_notes
 
@@ -95,16 +95,20 @@ def settings_list(knobs: list[tuple[str, float]], sweeps: list[Sweep]) -> list[d
 def render(path: Path, out: Path, model: Model, knobs: list[tuple[str, float]],
            sweeps: list[Sweep], png: Path | None = None, bpm: float = 120.0,
            temperature: float = 0.0, seed: int = 0,
-           targets: list[tuple[str, float]] = ()) -> list[dict]:
+           targets: list[tuple[str, float]] = (), morph: Path | None = None) -> list[dict]:
     """Write OUT.mid (input phrase, then each variation, L steps each); returns a summary.
 
     ``targets`` (attribute, value in its unit) are resolved along their axes after the knob
-    offsets, as the live value knobs are.
+    offsets, as the live value knobs are. ``morph``: a second phrase (slot B); a ``morph``
+    setting (0..1) moves the first phrase's unregularised dims towards it.
     """
     info = model.info
     tokens, shift = phrase_of_file(path, model)
     mu, _ = model.encode(tokens[None])
     settings = settings_list(knobs, sweeps)
+    destination = model.encode(phrase_of_file(morph, model)[0][None])[0][0] if morph else None
+    if destination is None and any("morph" in offsets for offsets in settings):
+        raise RenderError("a morph setting needs --morph B.mid (the phrase to morph towards)")
     unknown = sorted({name for name, _ in targets} - set(info.axes))
     if unknown:
         raise RenderError(f"the model has no regularised attribute {unknown[0]!r} "
@@ -113,7 +117,10 @@ def render(path: Path, out: Path, model: Model, knobs: list[tuple[str, float]],
     try:
         rows = []
         for offsets in settings:
-            z, landed = resolve_targets(model, info, offset_latent(mu[0], offsets, info),
+            moves = {k: v for k, v in offsets.items() if k != "morph"}
+            source = mu[0] if destination is None else morph_latent(
+                mu[0], destination, float(np.clip(offsets.get("morph", 0.0), 0, 1)), info)
+            z, landed = resolve_targets(model, info, offset_latent(source, moves, info),
                                         dict(targets), -12 * shift)
             rows.append(z)
             reaches.append(landed)

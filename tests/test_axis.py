@@ -150,3 +150,29 @@ def test_axis_table_decodes_every_offset_in_one_batch(fake_model):
     along = axis_table(fake_model, fake_model.info, base, "notes", search_offsets())
     assert calls == [57]
     assert along.values.tolist() == sorted(along.values.tolist())  # the fake axis is monotone
+
+
+def test_morph_moves_only_the_unregularised_dims(fake_model):
+    from glsr_live.model import morph_latent
+
+    a, b = np.array([1.0, 2.0, 3.0, 4.0]), np.array([-1.0, -2.0, -3.0, -4.0])
+    half = morph_latent(a, b, 0.5, fake_model.info)  # dims 0 and 1 are notes and register
+    assert half.tolist() == [1.0, 2.0, 0.0, 0.0]
+    assert morph_latent(a, b, 0.0, fake_model.info).tolist() == a.tolist()
+    assert morph_latent(a, b, 1.0, fake_model.info).tolist() == [1.0, 2.0, -3.0, -4.0]
+
+
+def test_slot_b_and_the_morph_knob_hold_the_note_count(fake_model):
+    knobs = (Knob(20, "notes", min=-4, max=4), Knob(27, "morph"),
+             Knob(28, "slot_b", default=0))
+    engine = engine_with_phrase(fake_model, Preset(Options(soft_takeover=False), knobs))
+    sparse = [(72, 8 * i, 6) for i in range(4)]  # four notes, higher: a different phrase
+    play(engine, sparse, start=32 * STEP)
+    run_until(engine, 32 * STEP + 0.02, 64 * STEP - 0.02)
+    engine.handle(mido.Message("control_change", control=28, value=127), 64 * STEP)
+    assert engine.slot_b is not None and engine.slot_b[0] == -4  # the fake codes notes - 8
+    z_before = engine.latent().copy()
+    engine.handle(mido.Message("control_change", control=27, value=127), 64 * STEP + 0.01)
+    moved = engine.latent()
+    assert moved[0] == z_before[0] and moved[1] == z_before[1]  # notes and register held
+    assert engine.pending.note_count == 8

@@ -113,6 +113,11 @@ def test_render_target_finds_the_wanted_note_count_with_the_shipped_model(tmp_pa
     far = glsr_live("render", str(source), "-o", str(out), "--model", "bach-soprano",
                     "--target", "notes=32")
     assert far.returncode == 0 and "(out of reach)" in far.stdout
+    morph = glsr_live("render", str(source), "-o", str(out), "--model", "bach-soprano",
+                      "--morph", str(source), "--sweep", "morph=0:1:3")
+    assert morph.returncode == 0 and "morph=+1.00" in morph.stdout
+    alone = glsr_live("render", str(source), "-o", str(out), "--sweep", "morph=0:1:3")
+    assert alone.returncode == 2 and "needs --morph" in alone.stderr
     bad = glsr_live("render", str(source), "-o", str(out), "--target", "register=Q9")
     assert bad.returncode == 2 and "--target wants NAME=VALUE" in bad.stderr
 

@@ -19,7 +19,7 @@ from glsr_live.axis import axis_table, reach, search_offsets
 from glsr_live.catalog import default_preset
 from glsr_live.knobs import PresetError, load_preset
 from glsr_live.midifile import write_notes
-from glsr_live.model import Model, ModelError
+from glsr_live.model import Model, ModelError, morph_latent
 from glsr_live.tokens import HOLD, Note, tokens_to_notes
 
 from .corpus import CorpusError
@@ -31,6 +31,7 @@ AXIS_STEPS = 25
 AXIS_SPAN = 3.0
 PLANE_POINTS = 41
 VALUE_PHRASES = 200  # phrases for the value-target shares
+MORPH_PAIRS = 100  # phrase pairs for the morph sweeps
 OTHER_ATTRIBUTES = ("notes", "register", "highest", "lowest", "black_keys", "rhythm")
 
 
@@ -139,6 +140,32 @@ def value_targets(model: Model, phrases: np.ndarray, name: str) -> dict:
             "range_90": [min(met), max(met)] if met else None}
 
 
+def morph_sweeps(model: Model, split: Split, pairs: int, steps: int = 9, seed: int = 0) -> dict:
+    """The morph knob on random phrase pairs (A, B): along 0..1 the regularised attributes
+    should hold at A's decoded values (notes within 1, register within 2 semitones) while the
+    melody goes from A's to B's (token agreement with each window at each end)."""
+    rng = np.random.default_rng(seed)
+    chosen = rng.permutation(len(split.mu))[: 2 * pairs].reshape(-1, 2)
+    amounts = np.linspace(0.0, 1.0, steps)
+    z = np.stack([morph_latent(split.mu[a], split.mu[b], m, model.info)
+                  for a, b in chosen for m in amounts])
+    tokens = decode_argmax(model, z).reshape(len(chosen), steps, -1)  # (P, S, L)
+    held = {}
+    for name, limit in (("notes", 1.0), ("register", 2.0)):
+        if name not in model.info.axes:
+            continue
+        values = attribute(model, name, tokens.reshape(-1, tokens.shape[-1])).reshape(
+            len(chosen), steps)
+        gap = np.abs(values - values[:, :1])  # from A's own decode
+        held[name] = float(np.mean(np.where(np.isnan(gap), 0.0, gap) <= limit))
+    a_tokens, b_tokens = split.windows[chosen[:, 0]], split.windows[chosen[:, 1]]
+    return {"pairs": int(len(chosen)), "steps": steps, "held_share": held,
+            "agreement_with_a": [round(float((tokens[:, i] == a_tokens).mean()), 3)
+                                 for i in (0, -1)],
+            "agreement_with_b": [round(float((tokens[:, i] == b_tokens).mean()), 3)
+                                 for i in (0, -1)]}
+
+
 def preset_range(preset: Path, model: Model, name: str) -> tuple[float, float]:
     knobs = load_preset(preset, set(model.info.axes)).knobs
     found = [k for k in knobs if k.target == name]
@@ -165,6 +192,8 @@ def evaluate(model: Model, split: Split, names: list[str], phrases: int, preset:
             entry["knob_curve"] = knob_curve(model, chosen, dim, name,
                                              preset_range(preset, model, name))
         result["attributes"][name] = entry
+    if model.info.axes:
+        result["morph"] = morph_sweeps(model, split, MORPH_PAIRS)
     return result
 
 
@@ -357,6 +386,11 @@ def print_report(report: dict) -> None:
 def print_part(label: str, part: dict, split: str) -> None:
     print(f"{label}: recon_accuracy {part['recon_accuracy']:.3f}, non-hold "
           f"{part['recon_accuracy_nonhold']:.3f} ({part['windows']} {split} windows)")
+    if "morph" in part:
+        morph = part["morph"]
+        held = ", ".join(f"{k} {v:.2f}" for k, v in morph["held_share"].items())
+        print(f"  morph: held on {held} of steps; agreement with A {morph['agreement_with_a']}, "
+              f"with B {morph['agreement_with_b']} (start, end)")
     for name, entry in part["attributes"].items():
         line = (f"  {name}: spearman_along_axis {entry['spearman_along_axis']:.3f} "
                 f"(dim {entry['dim']}), interpretability {entry['interpretability']:.3f} "
