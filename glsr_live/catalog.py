@@ -34,6 +34,17 @@ def default_preset() -> Path:
     return presets_root() / "knobs" / "default.toml"
 
 
+def resolve_preset(spec: str | Path | None) -> Path:
+    """A knob preset from a file path, an installed preset's name ('units'), or the default."""
+    if spec is None:
+        return default_preset()
+    path = Path(spec)
+    if path.is_file() or path.suffix == ".toml":
+        return path  # a missing .toml is reported by the preset loader, in one line
+    installed = presets_root() / "knobs" / f"{spec}.toml"
+    return installed if installed.is_file() else path
+
+
 def installed_models() -> dict[str, Path]:
     """name -> model directory, for every shipped model (a folder with model.json)."""
     folder = presets_root() / "models"

@@ -11,11 +11,11 @@ from pathlib import Path
 from . import supervise
 from .catalog import (
     DEFAULT_MODEL,
-    default_preset,
     installed_models,
     model_line,
     presets_root,
     resolve_model,
+    resolve_preset,
 )
 from .errors import MidiFileError, ModelError
 
@@ -49,7 +49,8 @@ def build_parser() -> argparse.ArgumentParser:
     run = commands.add_parser("run", help="the live instrument")
     add_model(run)
     add_api(run)
-    run.add_argument("--preset", type=Path, default=None, help="knob preset TOML")
+    run.add_argument("--preset", default=None, metavar="NAME|TOML",
+                     help="knob preset: an installed one's name (default, units) or a TOML file")
     run.add_argument("--in", dest="inport", help="input port (partial name) instead of virtual")
     run.add_argument("--out", dest="outport", help="output port (partial name)")
     run.add_argument("--virtual-in", default="glsr-live in", help="name of the virtual input")
@@ -141,7 +142,7 @@ def cmd_render(args: argparse.Namespace) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     from .live import run_live
 
-    code = run_live(args, model_directory(args), args.preset or default_preset())
+    code = run_live(args, model_directory(args), resolve_preset(args.preset))
     # Every note is off and the ports are closed; JACK's native threads can still stall the
     # interpreter's teardown (seen as a daemon that outlives SIGTERM), so leave at once.
     sys.stdout.flush()
