@@ -181,3 +181,14 @@ def test_supervisor_forwards_sigterm_and_passes_the_exit_code_through():
     time.sleep(0.1)
     sleeper.send_signal(signal.SIGTERM)
     assert sleeper.wait(timeout=10) == 0
+
+
+def test_presets_resolve_by_name_or_path(tmp_path):
+    from glsr_live.catalog import resolve_preset
+    from glsr_live.knobs import load_preset
+
+    units = load_preset(resolve_preset("units"), {"notes", "register"})
+    assert [k.mode for k in units.knobs[:2]] == ["value", "value"]
+    assert resolve_preset(None).name == "default.toml"
+    mine = tmp_path / "mine.toml"
+    assert resolve_preset(str(mine)) == mine  # a missing file is the loader's one-line error
