@@ -24,7 +24,11 @@ EXIT_FAILURE = 1
 
 
 def model_directory(args: argparse.Namespace) -> Path:
-    return resolve_model(args.model)
+    return resolve_model(args.model[0] if args.model else None)
+
+
+def model_directories(args: argparse.Namespace) -> list[Path]:
+    return [resolve_model(spec) for spec in args.model or [None]]
 
 
 # ---------------------------------------------------------------- arguments
@@ -37,9 +41,10 @@ def add_api(parser: argparse.ArgumentParser) -> None:
 
 
 def add_model(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model", default=None, metavar="NAME|DIR",
+    parser.add_argument("--model", action="append", default=None, metavar="NAME|DIR",
                         help=f"an installed model's name (see 'glsr-live models') or a model "
-                             f"directory (default: {DEFAULT_MODEL})")
+                             f"directory (default: {DEFAULT_MODEL}); run takes several, "
+                             "Program Change n switches to the n-th at the next bar")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -142,7 +147,7 @@ def cmd_render(args: argparse.Namespace) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     from .live import run_live
 
-    code = run_live(args, model_directory(args), resolve_preset(args.preset))
+    code = run_live(args, model_directories(args), resolve_preset(args.preset))
     # Every note is off and the ports are closed; JACK's native threads can still stall the
     # interpreter's teardown (seen as a daemon that outlives SIGTERM), so leave at once.
     sys.stdout.flush()

@@ -30,6 +30,8 @@ class Daemon:
     stop_event: threading.Event = field(default_factory=threading.Event)
     sent: int = 0
     notice: Callable[[str], None] = lambda line: None
+    load_model: Callable[[object], object] | None = None  # directory -> model, for SIGHUP
+    reload_event: threading.Event = field(default_factory=threading.Event)
 
     def send(self, messages: list[mido.Message]) -> None:
         for message in messages:
@@ -71,6 +73,9 @@ class Daemon:
         try:
             while not self.stop_event.is_set():
                 self.step()
+                if self.reload_event.is_set():
+                    self.reload_event.clear()
+                    self.reload_model()
                 if self.clock() >= next_check:
                     self.check_ports()
                     next_check = self.clock() + PORT_CHECK_SECONDS
@@ -82,6 +87,25 @@ class Daemon:
             self.stop_event.set()  # the worker too
             self.close_notes()
             worker.join(timeout=1.0)
+
+    def request_reload(self, *_: object) -> None:
+        """SIGHUP: reload the playing model from disk (a retrained one) at the next bar."""
+        self.reload_event.set()
+
+    def reload_model(self) -> None:
+        """Load the playing model's directory again; a bad one keeps the old model playing."""
+        directory = getattr(self.engine.model, "directory", None)
+        if self.load_model is None or directory is None:
+            self.notice("reload: this model was not loaded from a directory")
+            return
+        try:
+            model = self.load_model(directory)
+            with self.engine.lock:
+                self.engine.request_model(model)
+        except ValueError as error:  # ModelError, or a model of another time grid
+            self.notice(f"reload failed, still playing the old model: {error}")
+            return
+        self.notice(f"reloaded {directory}: plays from the next bar")
 
     def check_ports(self) -> None:
         """Reconnect named peers that came back; silence our notes when the output peer left."""
@@ -112,6 +136,9 @@ class Daemon:
 
 
 def install_signal_handlers(daemon: Daemon) -> None:
-    """SIGINT and SIGTERM stop the loop, which then closes every note and returns."""
+    """SIGINT and SIGTERM stop the loop, which then closes every note and returns; SIGHUP
+    reloads the model."""
     signal.signal(signal.SIGINT, daemon.stop)
     signal.signal(signal.SIGTERM, daemon.stop)
+    if hasattr(signal, "SIGHUP"):
+        signal.signal(signal.SIGHUP, daemon.request_reload)

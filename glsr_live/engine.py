@@ -23,6 +23,7 @@ from .clock import InternalClock, MidiClock
 from .knobs import BUTTONS, Knob, KnobState, Preset
 from .model import ModelInfo, morph_latent, offset_latent
 from .player import Player, Variation, all_notes_off
+from .tokens import Vocabulary, fit_notes, notes_to_tokens, tokens_to_notes, unfold_notes
 
 CLOCK_MESSAGES = {"clock", "start", "stop", "continue", "songpos"}
 
@@ -50,10 +51,17 @@ class Timings:
             del bucket[:5000]
 
 
+class ModelSwapError(ValueError):
+    """Models that cannot take turns in one engine (another time grid); one line."""
+
+
 class Engine:
     def __init__(self, model: ModelLike, preset: Preset, clock: InternalClock | MidiClock,
-                 rng: np.random.Generator | None = None):
+                 rng: np.random.Generator | None = None, models: list | None = None):
         self.model, self.preset, self.clock = model, preset, clock
+        self.models = list(models) if models else [model]  # Program Change picks among these
+        check_same_grid(self.models)
+        self.pending_model: ModelLike | None = None  # swaps in at the next bar line
         self.info = model.info
         self.seq_len = self.info.grid.seq_len
         self.rng = rng or np.random.default_rng()
@@ -76,6 +84,7 @@ class Engine:
         self.lock = threading.RLock()  # the daemon's loop and its table worker share the engine
         self.reaches: dict[str, Reach] = {}  # where each value knob's target landed
         self.slot_b: np.ndarray | None = None  # (d,) the morph destination's code
+        self.slot_b_phrase: Phrase | None = None
 
     # ------------------------------------------------------------ input
 
@@ -93,7 +102,36 @@ class Engine:
             knob = self.preset.find(message.control, message.channel + 1)
             if knob is not None:
                 self._knob(knob, message.value, now)
+        if message.type == "program_change":
+            self.request_model(self.models[message.program % len(self.models)])
         return []
+
+    # ------------------------------------------------------------ models
+
+    def request_model(self, model: ModelLike) -> None:
+        """Play ``model`` from the next bar line (a reloaded one replaces its namesake)."""
+        check_same_grid([self.model, model])
+        for index, known in enumerate(self.models):
+            if getattr(known, "directory", None) == getattr(model, "directory", object()):
+                self.models[index] = model
+        self.pending_model = model
+
+    def _swap_model(self, step: int) -> list[mido.Message]:
+        """At a bar line: notes closed, the phrase (and slot B) re-encoded by the new model,
+        knobs kept by name (a knob for an axis the model lacks rests)."""
+        model, self.pending_model = self.pending_model, None
+        messages = self.player.panic()
+        old = self.info.vocab
+        self.model, self.info = model, model.info
+        self.capture.vocab = model.info.vocab
+        self.tables = TableCache()
+        self.reaches = {}
+        if self.slot_b_phrase is not None:
+            self.slot_b_phrase = refit(self.slot_b_phrase, old, self.info.vocab, self.seq_len)
+            self.slot_b = model.encode(self.slot_b_phrase.tokens[None])[0][0].astype(np.float32)
+        if self.phrase is not None:
+            self.set_phrase(refit(self.phrase, old, self.info.vocab, self.seq_len), step)
+        return messages
 
     def _listening(self, channel: int) -> bool:
         wanted = self.preset.options.input_channels
@@ -160,7 +198,8 @@ class Engine:
     def offset_base(self, leave_out: str | None = None) -> np.ndarray:
         """(d,) the phrase moved by every offset knob (but ``leave_out``), blended towards the
         prior sample; every later move along an axis is scaled by 1 - blend."""
-        offsets = {k: v for k, v in self.knobs.offsets().items() if k != leave_out}
+        offsets = {k: v for k, v in self.knobs.offsets().items()
+                   if k != leave_out and k in self.info.axes}
         z = offset_latent(self.morph_source(), offsets, self.info)
         blend = self.prior_blend()
         return ((1.0 - blend) * z + blend * self.prior_z).astype(np.float32)
@@ -177,9 +216,10 @@ class Engine:
         knobs are resolved along their axes (``self.reaches`` says where they landed)."""
         if self.phrase_z is None:
             return None
-        z, self.reaches = resolve_targets(self.model, self.info, self.offset_base(),
-                                          self.knobs.targets(), self.pitch_shift(),
-                                          1.0 - self.prior_blend(), self.tables)
+        targets = {k: v for k, v in self.knobs.targets().items() if k in self.info.axes}
+        z, self.reaches = resolve_targets(self.model, self.info, self.offset_base(), targets,
+                                          self.pitch_shift(), 1.0 - self.prior_blend(),
+                                          self.tables)
         return z
 
     def pitch_shift(self) -> int:
@@ -279,7 +319,7 @@ class Engine:
         phrase = self.capture.take(bar_line - self.seq_len)
         if phrase is not None:
             mu, _ = self.model.encode(phrase.tokens[None])
-            self.slot_b = mu[0].astype(np.float32)
+            self.slot_b, self.slot_b_phrase = mu[0].astype(np.float32), phrase
             if (self.knobs.value_of("morph") or 0.0) > 0:
                 self._refresh(now)
 
@@ -309,10 +349,13 @@ class Engine:
         return messages
 
     def _step(self, step: int) -> list[mido.Message]:
+        messages = []
+        if self.pending_model is not None and step % self.info.grid.steps_per_bar == 0:
+            messages = self._swap_model(step)
         if step % self.seq_len == 0 and step > 0 and self.preset.options.auto_capture:
             self._phrase_boundary(step)
         self._maybe_swap(step)
-        return self.player.play_step(self.variation, step - self.origin)
+        return messages + self.player.play_step(self.variation, step - self.origin)
 
     def _phrase_boundary(self, step: int) -> None:
         if not self.frozen:
@@ -346,3 +389,20 @@ class Engine:
 
     def open_notes(self) -> set[tuple[int, int]]:
         return self.player.open_notes | self.echo.open_notes
+
+
+def check_same_grid(models: list) -> None:
+    grids = {(m.info.grid.seq_len, m.info.grid.steps_per_beat, m.info.grid.beats_per_bar)
+             for m in models}
+    if len(grids) > 1:
+        raise ModelSwapError("models that take turns must share one time grid (phrase length, "
+                             f"steps per beat, beats per bar); got {sorted(grids)}")
+
+
+def refit(phrase: Phrase, old: Vocabulary, new: Vocabulary, seq_len: int) -> Phrase:
+    """A phrase tokenised in ``old`` as the player played it, fitted to ``new``'s range."""
+    notes = unfold_notes(tokens_to_notes(phrase.tokens, old), phrase.octave_shift)
+    if not notes:
+        return Phrase(np.zeros(seq_len, dtype=np.int64), 0, phrase.velocity)
+    fitted, shift = fit_notes(notes, new)
+    return Phrase(notes_to_tokens(fitted, new, seq_len), shift, phrase.velocity)

@@ -48,11 +48,12 @@ def close_quietly(*ports, timeout: float = 2.0) -> bool:
     return not closer.is_alive()
 
 
-def make_engine(model: Model, preset: Preset, clock_kind: str, bpm: float) -> Engine:
-    grid = model.info.grid
+def make_engine(models: list[Model], preset: Preset, clock_kind: str, bpm: float) -> Engine:
+    """The engine plays the first model; Program Change n picks model n (modulo their count)."""
+    grid = models[0].info.grid
     clock = (MidiClock(grid.steps_per_beat) if clock_kind == "midi"
              else InternalClock(bpm, grid.steps_per_beat))
-    return Engine(model, preset, clock)
+    return Engine(models[0], preset, clock, models=models)
 
 
 def with_channel(preset: Preset, channel: int | None) -> Preset:
@@ -63,12 +64,14 @@ def with_channel(preset: Preset, channel: int | None) -> Preset:
     return replace(preset, options=replace(preset.options, channel=channel))
 
 
-def run_live(args: argparse.Namespace, model_dir: Path, preset_path: Path) -> int:
-    """Open model, preset and ports, then play until SIGINT/SIGTERM; notes always closed."""
-    model = Model(model_dir)
-    preset = with_channel(load_preset(preset_path, set(model.info.axes)), args.channel)
+def run_live(args: argparse.Namespace, model_dirs: list[Path], preset_path: Path) -> int:
+    """Open models, preset and ports, then play until SIGINT/SIGTERM; notes always closed."""
+    models = [Model(directory) for directory in model_dirs]
+    model, model_dir = models[0], model_dirs[0]
+    axes = set().union(*(m.info.axes for m in models))
+    preset = with_channel(load_preset(preset_path, axes), args.channel)
     try:
-        engine = make_engine(model, preset, args.clock, args.bpm)
+        engine = make_engine(models, preset, args.clock, args.bpm)
     except ValueError as error:
         raise PresetError(str(error)) from None
     backend = backend_for(args.api)
@@ -81,9 +84,11 @@ def run_live(args: argparse.Namespace, model_dir: Path, preset_path: Path) -> in
         raise
     daemon = Daemon(engine, inport, outport,
                     show_status=None if args.quiet else status_printer(),
-                    notice=lambda line: print(f"\nglsr-live: {line}", file=sys.stderr))
+                    notice=lambda line: print(f"\nglsr-live: {line}", file=sys.stderr),
+                    load_model=Model)
     install_signal_handlers(daemon)
-    print(f"glsr-live: model {model_dir.name} on {model.provider}, in '{inport.name}', "
+    others = "".join(f", Program Change {i} {d.name}" for i, d in enumerate(model_dirs) if i)
+    print(f"glsr-live: model {model_dir.name} on {model.provider}{others}, in '{inport.name}', "
           f"out '{outport.name}' channel {preset.options.channel}, "
           f"{'MIDI clock' if args.clock == 'midi' else f'{args.bpm:g} BPM'}; Ctrl-C stops",
           file=sys.stderr, flush=True)
