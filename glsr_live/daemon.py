@@ -70,9 +70,13 @@ class Daemon:
         next_status = next_check = 0.0
         worker = threading.Thread(target=self.prepare_tables, name="glsr-tables", daemon=True)
         worker.start()
+        playing = self.engine.model
         try:
             while not self.stop_event.is_set():
                 self.step()
+                if self.engine.model is not playing:
+                    playing = self.engine.model
+                    self.notice(f"now playing {model_name(playing)} (from this bar)")
                 if self.reload_event.is_set():
                     self.reload_event.clear()
                     self.reload_model()
@@ -133,6 +137,11 @@ class Daemon:
 
     def stop(self, *_: object) -> None:
         self.stop_event.set()
+
+
+def model_name(model: object) -> str:
+    directory = getattr(model, "directory", None)
+    return getattr(directory, "name", None) or str(directory or "the model")
 
 
 def install_signal_handlers(daemon: Daemon) -> None:

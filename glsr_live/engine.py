@@ -124,6 +124,8 @@ class Engine:
         old = self.info.vocab
         self.model, self.info = model, model.info
         self.capture.vocab = model.info.vocab
+        if len(self.prior_z) != self.info.latent_dim:  # the prior knob's sample, redrawn
+            self.prior_z = self.rng.standard_normal(self.info.latent_dim).astype(np.float32)
         self.tables = TableCache()
         self.reaches = {}
         if self.slot_b_phrase is not None:

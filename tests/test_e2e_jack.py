@@ -82,3 +82,37 @@ def test_note_count_knob_raises_note_count_and_sigterm_closes_everything(daemon_
     assert note_ons(received) > 0
     assert not open_notes(received)
     assert any(m.type == "control_change" and m.control == 123 for m in received)
+
+
+def test_program_change_swaps_models_from_the_next_bar(jack_env_private, tiny_model_dir):
+    """Two models: the shipped one and a tiny one whose decode of this phrase is silence (40
+    training steps), so which model plays is audible. PC 1 silences the loop from the next bar,
+    PC 0 brings the shipped model's notes back; nothing is left sounding."""
+    def command(tag):
+        return [*daemon_command(SHIPPED)(tag), "--model", str(tiny_model_dir)]
+
+    process, to_daemon, from_daemon, received = daemon_with_peers(
+        jack_env_private, command, phrase_comes_back)
+    try:
+        heard = {}
+        for program in (1, 0):
+            to_daemon.command(f"hex C0 {program:02X}")  # Program Change on channel 1
+            received += from_daemon.collect(0.75 * LOOP)  # the swap waits for a bar line
+            heard[program] = from_daemon.collect(2 * LOOP)
+            received += heard[program]
+        print("note-ons with the tiny model, back on the shipped one:",
+              note_ons(heard[1]), note_ons(heard[0]))
+        assert note_ons(heard[1]) == 0 and note_ons(heard[0]) >= 4
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=10)
+        received += from_daemon.collect(0.3)
+        stderr = process.stderr.read()
+        assert process.returncode == 0, stderr[-2000:]
+        assert stderr.count("now playing") == 2, stderr[-2000:]
+        assert not open_notes(received)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        to_daemon.close()
+        from_daemon.close()
