@@ -64,6 +64,10 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--clock", choices=["internal", "midi"], default="internal")
     run.add_argument("--channel", type=int, help="output channel 1-16 (overrides the preset)")
     run.add_argument("--quiet", action="store_true", help="no status line")
+    run.add_argument("--record", type=Path, metavar="DIR",
+                     help="record the session (in, out, knobs) as a MIDI file in DIR; the keep "
+                          "button stores variations there too")
+    run.add_argument("--seed", type=int, help="random seed (recorded; default: a fresh one)")
 
     ports = commands.add_parser("ports", help="list MIDI ports of every available API")
     ports.add_argument("--api", default=None, choices=["alsa", "jack", "coremidi", "winmm"])
@@ -76,7 +80,11 @@ def build_parser() -> argparse.ArgumentParser:
     learn.add_argument("--in", dest="inport", help="input port (partial name)")
 
     render = commands.add_parser("render", help="variations of a MIDI file, offline")
-    render.add_argument("input", type=Path, help="MIDI file; its first two bars are the phrase")
+    render.add_argument("input", type=Path, nargs="?",
+                        help="MIDI file; its first two bars are the phrase")
+    render.add_argument("--replay", type=Path, metavar="SESSION.mid",
+                        help="run a session recorded with 'run --record' through the engine "
+                             "again and compare with what it played")
     render.add_argument("-o", "--output", type=Path, required=True, help="MIDI file to write")
     add_model(render)
     render.add_argument("--knob", action="append", default=[], metavar="NAME=VALUE")
@@ -121,7 +129,23 @@ def cmd_ports(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_replay(args: argparse.Namespace) -> int:
+    from .replay import replay_file
+
+    models = model_directories(args) if args.model else None
+    result = replay_file(args.replay, args.output, models)
+    print(f"replayed {args.replay} into {args.output}: {result['replayed']} notes, recorded "
+          f"{result['recorded']}; on the grid {result['only_recorded']} only recorded, "
+          f"{result['only_replayed']} only replayed"
+          + (" (identical)" if result["identical"] else ""))
+    return 0 if result["identical"] else EXIT_FAILURE
+
+
 def cmd_render(args: argparse.Namespace) -> int:
+    if args.replay is not None:
+        return cmd_replay(args)
+    if args.input is None:
+        raise ValueError("render needs a MIDI file (or --replay SESSION.mid)")
     from .axis import format_value
     from .model import Model
     from .render import parse_knob_setting, parse_sweep, parse_target, render

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 import mido
 
 from .engine import Engine
+from .record import SessionRecorder
 from .status import status_line
 
 POLL_SECONDS = 0.0005  # 0.5 ms: a quarter of a JACK period at 48 kHz / 64 frames
@@ -32,11 +33,15 @@ class Daemon:
     notice: Callable[[str], None] = lambda line: None
     load_model: Callable[[object], object] | None = None  # directory -> model, for SIGHUP
     reload_event: threading.Event = field(default_factory=threading.Event)
+    recorder: SessionRecorder | None = None  # --record: the session as a MIDI file
+    kept: int = 0  # variations stored by the keep button
 
     def send(self, messages: list[mido.Message]) -> None:
         for message in messages:
             self.outport.send(message)
             self.sent += 1
+            if self.recorder is not None:
+                self.recorder.message("out", message, self.clock() - self.recorder.started)
 
     def send_paced(self, messages: list[mido.Message]) -> None:
         """Send a long list in bursts, so no note-off is dropped by a full MIDI buffer."""
@@ -46,14 +51,46 @@ class Daemon:
             self.send(messages[start: start + BURST])
 
     def step(self) -> None:
-        """Drain the input, then play what is due."""
+        """Drain the input, then play what is due.
+
+        Before each message, the steps due by its arrival are played: so the order of steps
+        and messages depends on their times only, and a recorded session replays the same.
+        """
         for message in self.inport.iter_pending():
+            now = self.clock()
+            if self.recorder is not None:
+                self.recorder.message("in", message, now - self.recorder.started)
             with self.engine.lock:
-                messages = self.engine.handle(message, self.clock())
+                messages = self.engine.tick(now) + self.engine.handle(message, now)
             self.send_paced(messages)
+            if message.type == "control_change":
+                self.after_control()
         with self.engine.lock:
             messages = self.engine.tick(self.clock())
         self.send_paced(messages)
+        if self.recorder is not None:
+            self.recorder.maybe_flush()
+
+    def after_control(self) -> None:
+        """Record the knob state; store the playing variation when the keep button asked."""
+        if self.recorder is not None:
+            self.recorder.knobs(self.engine.knob_state(),
+                                self.clock() - self.recorder.started)
+        if self.engine.keep_requested:
+            self.engine.keep_requested = False
+            self.keep_variation()
+
+    def keep_variation(self) -> None:
+        if self.recorder is None:
+            self.notice("keep: start with --record DIR to keep variations")
+            return
+        if self.engine.variation is None:
+            self.notice("keep: nothing is playing yet")
+            return
+        self.kept += 1
+        path = self.recorder.path.with_name(f"{self.recorder.path.stem}-keep{self.kept:03d}.mid")
+        write_variation(path, self.engine)
+        self.notice(f"kept variation {self.kept}: {path.name}")
 
     def prepare_tables(self) -> None:
         """Worker thread: decode each knob's positions ahead, so a knob turn is a lookup."""
@@ -91,6 +128,8 @@ class Daemon:
             self.stop_event.set()  # the worker too
             self.close_notes()
             worker.join(timeout=1.0)
+            if self.recorder is not None:
+                self.recorder.end(self.clock() - self.recorder.started)
 
     def request_reload(self, *_: object) -> None:
         """SIGHUP: reload the playing model from disk (a retrained one) at the next bar."""
@@ -137,6 +176,20 @@ class Daemon:
 
     def stop(self, *_: object) -> None:
         self.stop_event.set()
+
+
+def write_variation(path, engine: Engine) -> None:
+    """The playing variation as a MIDI file, with the knob state that made it as text."""
+    import json
+
+    from .midifile import write_notes
+    from .tokens import tokens_to_notes, unfold_notes
+
+    notes = unfold_notes(tokens_to_notes(engine.variation.tokens, engine.info.vocab),
+                         engine.phrase.octave_shift if engine.phrase is not None else 0)
+    bpm = getattr(engine.clock, "bpm", 120.0) or 120.0
+    write_notes(path, notes, engine.info.grid, bpm,
+                text=json.dumps({"model": model_name(engine.model), **engine.knob_state()}))
 
 
 def model_name(model: object) -> str:

@@ -85,6 +85,7 @@ class Engine:
         self.reaches: dict[str, Reach] = {}  # where each value knob's target landed
         self.slot_b: np.ndarray | None = None  # (d,) the morph destination's code
         self.slot_b_phrase: Phrase | None = None
+        self.keep_requested = False  # the keep button: the daemon stores the variation
 
     # ------------------------------------------------------------ input
 
@@ -191,6 +192,8 @@ class Engine:
             self._capture_last_bars(now)
         elif target == "slot_b" and pressed:
             self._capture_slot_b(now)
+        elif target == "keep" and pressed:
+            self.keep_requested = True
 
     # ------------------------------------------------------------ model
 
@@ -223,6 +226,11 @@ class Engine:
                                           self.pitch_shift(), 1.0 - self.prior_blend(),
                                           self.tables)
         return z
+
+    def knob_state(self) -> dict[str, float]:
+        """Every knob's value (offsets in spreads, targets in units, controls as set)."""
+        return {knob.target: round(knob.value(self.knobs.values[index]), 4)
+                for index, knob in enumerate(self.preset.knobs) if knob.target not in BUTTONS}
 
     def pitch_shift(self) -> int:
         """Semitones the capture moved the phrase to fit the model's range."""

@@ -9,7 +9,8 @@ controls ``temperature``, ``prior`` (blend towards a sample of the prior), ``res
 prior sample), ``freeze`` (ignore new phrases and knob moves), ``capture`` and ``slot_a`` (take
 the last two bars as the phrase now), ``slot_b`` (take them as the morph destination) and
 ``morph`` (0..1: the unregularised dims from the phrase's code to slot B's, the regularised
-axes held where their knobs are).
+axes held where their knobs are) and ``keep`` (store the playing variation as a MIDI file in
+the session folder of ``--record``).
 """
 
 from __future__ import annotations
@@ -19,8 +20,9 @@ import tomllib
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
-CONTROLS = ("temperature", "prior", "reseed", "freeze", "capture", "morph", "slot_a", "slot_b")
-BUTTONS = ("reseed", "freeze", "capture", "slot_a", "slot_b")
+CONTROLS = ("temperature", "prior", "reseed", "freeze", "capture", "morph", "slot_a", "slot_b",
+            "keep")
+BUTTONS = ("reseed", "freeze", "capture", "slot_a", "slot_b", "keep")
 CURVES = ("linear", "exponential", "s-curve")
 MODES = ("offset", "value")
 VALUE_RANGES = {"notes": (2.0, 16.0), "register": (60.0, 84.0)}  # value knobs' defaults

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import argparse
 import os
+import secrets
 import sys
 import threading
 import time
 from dataclasses import replace
 from pathlib import Path
+
+import numpy as np
 
 from .clock import InternalClock, MidiClock
 from .daemon import Daemon, install_signal_handlers
@@ -16,6 +19,7 @@ from .engine import Engine
 from .knobs import BUTTONS, CONTROLS, Knob, Preset, PresetError, dump_preset, load_preset
 from .model import Model
 from .ports import PortError, PortKeeper, PortRequest, backend_for, open_port
+from .record import SessionRecorder, session_path
 
 EXIT_OK = 0
 EXIT_ENGINE_ERROR = 1
@@ -48,12 +52,24 @@ def close_quietly(*ports, timeout: float = 2.0) -> bool:
     return not closer.is_alive()
 
 
-def make_engine(models: list[Model], preset: Preset, clock_kind: str, bpm: float) -> Engine:
-    """The engine plays the first model; Program Change n picks model n (modulo their count)."""
+def make_engine(models: list, preset: Preset, clock_kind: str, bpm: float, seed: int
+                ) -> Engine:
+    """The engine plays the first model; Program Change n picks model n (modulo their count).
+    The seed makes a session reproducible (``glsr-live render --replay``)."""
     grid = models[0].info.grid
     clock = (MidiClock(grid.steps_per_beat) if clock_kind == "midi"
              else InternalClock(bpm, grid.steps_per_beat))
-    return Engine(models[0], preset, clock, models=models)
+    return Engine(models[0], preset, clock, np.random.default_rng(seed), models=models)
+
+
+def session_settings(args: argparse.Namespace, model_dirs: list[Path], preset: Preset,
+                     seed: int) -> dict:
+    """What a replay needs to rebuild this engine: models, the preset itself, clock, seed."""
+    from . import __version__
+
+    return {"version": __version__, "models": [str(d.resolve()) for d in model_dirs],
+            "preset_toml": dump_preset(preset), "clock": args.clock, "bpm": args.bpm,
+            "seed": seed}
 
 
 def with_channel(preset: Preset, channel: int | None) -> Preset:
@@ -70,8 +86,9 @@ def run_live(args: argparse.Namespace, model_dirs: list[Path], preset_path: Path
     model, model_dir = models[0], model_dirs[0]
     axes = set().union(*(m.info.axes for m in models))
     preset = with_channel(load_preset(preset_path, axes), args.channel)
+    seed = args.seed if args.seed is not None else secrets.randbelow(2**31)
     try:
-        engine = make_engine(models, preset, args.clock, args.bpm)
+        engine = make_engine(models, preset, args.clock, args.bpm, seed)
     except ValueError as error:
         raise PresetError(str(error)) from None
     backend = backend_for(args.api)
@@ -82,15 +99,21 @@ def run_live(args: argparse.Namespace, model_dirs: list[Path], preset_path: Path
     except BaseException:
         inport.close()
         raise
+    recorder = None
+    if args.record is not None:
+        recorder = SessionRecorder(session_path(args.record),
+                                   session_settings(args, model_dirs, preset, seed),
+                                   clock=time.perf_counter)
     daemon = Daemon(engine, inport, outport,
                     show_status=None if args.quiet else status_printer(),
                     notice=lambda line: print(f"\nglsr-live: {line}", file=sys.stderr),
-                    load_model=Model)
+                    load_model=Model, recorder=recorder)
     install_signal_handlers(daemon)
     others = "".join(f", Program Change {i} {d.name}" for i, d in enumerate(model_dirs) if i)
     print(f"glsr-live: model {model_dir.name} on {model.provider}{others}, in '{inport.name}', "
           f"out '{outport.name}' channel {preset.options.channel}, "
-          f"{'MIDI clock' if args.clock == 'midi' else f'{args.bpm:g} BPM'}; Ctrl-C stops",
+          f"{'MIDI clock' if args.clock == 'midi' else f'{args.bpm:g} BPM'}, seed {seed}"
+          f"{f', recording to {recorder.path}' if recorder else ''}; Ctrl-C stops",
           file=sys.stderr, flush=True)
     code = EXIT_OK
     try:

@@ -96,8 +96,9 @@ def write_notes(
     channel: int = 0,
     velocity: int = 100,
     ticks_per_beat: int = 480,
+    text: str | None = None,
 ) -> None:
-    """One-track MIDI file of grid notes at ``bpm``."""
+    """One-track MIDI file of grid notes at ``bpm`` (``text``: a text event at the start)."""
     ticks_per_step = ticks_per_beat // grid.steps_per_beat
     events = []
     for note in notes:
@@ -108,6 +109,8 @@ def write_notes(
     track.append(
         mido.MetaMessage("time_signature", numerator=grid.beats_per_bar, denominator=4, time=0)
     )
+    if text is not None:
+        track.append(mido.MetaMessage("text", text=text, time=0))
     now = 0
     for tick, is_on, pitch, vel in sorted(events):
         kind = "note_on" if is_on else "note_off"

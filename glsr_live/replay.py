@@ -1,0 +1,130 @@
+"""Replay a recorded session offline through the same engine, and compare with what it played.
+
+The recording holds the models, the preset itself, clock, tempo and seed, and every incoming
+message with its time. The live daemon plays the steps due before each message before handling
+it, so feeding the same messages at the same times gives the same output, note for note.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+
+import mido
+import numpy as np
+
+from .clock import InternalClock, MidiClock
+from .engine import Engine
+from .errors import MidiFileError
+from .knobs import parse_preset
+from .model import Model
+from .record import TEMPO, TICKS_PER_BEAT, TICKS_PER_SECOND, Session, read_session
+
+TAIL_SECONDS = 1.0  # a killed session (no end mark): tick this long after its last note
+TICK_SECONDS = 0.001
+
+
+@dataclass(frozen=True)
+class GridNote:
+    pitch: int
+    step: int  # onset, in grid steps from the clock's start
+    length: int  # in steps
+
+
+def engine_for(session: Session, model_dirs: list[Path] | None = None) -> Engine:
+    settings = session.settings
+    if not settings:
+        raise MidiFileError("the session has no glsr-live settings to replay with")
+    dirs = model_dirs or [Path(d) for d in settings["models"]]
+    models = [Model(directory) for directory in dirs]
+    axes = set().union(*(m.info.axes for m in models))
+    preset = parse_preset(tomllib.loads(settings["preset_toml"]), axes)
+    grid = models[0].info.grid
+    clock = (MidiClock(grid.steps_per_beat) if settings["clock"] == "midi"
+             else InternalClock(float(settings["bpm"]), grid.steps_per_beat))
+    return Engine(models[0], preset, clock, np.random.default_rng(settings["seed"]),
+                  models=models)
+
+
+def replay(session: Session, engine: Engine) -> list[tuple[float, mido.Message]]:
+    """(seconds, message) the engine sends for the session's input, as the daemon would."""
+    out: list[tuple[float, mido.Message]] = []
+    out += [(0.0, m) for m in engine.start_messages()]
+    now = 0.0
+    for seconds, message in session.incoming:
+        while now + TICK_SECONDS < seconds:  # the daemon's loop between two messages
+            now += TICK_SECONDS
+            out += [(now, m) for m in engine.tick(now)]
+        now = seconds
+        out += [(now, m) for m in engine.tick(now) + engine.handle(message, now)]
+    last = session.ended if session.ended is not None else max(
+        [s for s, _ in session.outgoing] + [now]) + TAIL_SECONDS
+    while now + TICK_SECONDS <= last:
+        now += TICK_SECONDS
+        out += [(now, m) for m in engine.tick(now)]
+    return out + [(now, m) for m in engine.stop()]
+
+
+def grid_notes(messages: list[tuple[float, mido.Message]], origin: float, step: float
+               ) -> list[GridNote]:
+    """Notes of a timed message list on the grid (onset and length in steps from ``origin``)."""
+    sounding: dict[tuple[int, int], float] = {}
+    notes = []
+    for seconds, message in messages:
+        if message.type not in ("note_on", "note_off"):
+            continue
+        key = (message.channel, message.note)
+        if message.type == "note_on" and message.velocity > 0:
+            sounding[key] = seconds
+        elif key in sounding:
+            start = sounding.pop(key)
+            onset = round((start - origin) / step)
+            notes.append(GridNote(message.note, onset, max(1, round((seconds - origin) / step)
+                                                           - onset)))
+    return sorted(notes, key=lambda n: (n.step, n.pitch))
+
+
+def clock_origin(session: Session) -> float:
+    """When the internal clock started: the first note played (its grid is counted from it)."""
+    for seconds, message in session.incoming:
+        if message.type == "note_on" and message.velocity > 0:
+            return seconds
+    return 0.0
+
+
+def compare(recorded: list[GridNote], replayed: list[GridNote]) -> dict:
+    """Counts and the notes found on one side only (pitch, step and length must all agree)."""
+    a, b = set(recorded), set(replayed)
+    return {"recorded": len(recorded), "replayed": len(replayed),
+            "only_recorded": len(a - b), "only_replayed": len(b - a),
+            "identical": recorded == replayed}
+
+
+def write_messages(path: Path, messages: list[tuple[float, mido.Message]]) -> None:
+    """A one-track MIDI file of channel messages at their times."""
+    track = mido.MidiTrack([mido.MetaMessage("set_tempo", tempo=TEMPO, time=0)])
+    last = 0
+    for seconds, message in sorted(messages, key=lambda item: item[0]):
+        if message.is_meta or message.bin()[0] >= 0xF0:
+            continue
+        tick = int(round(seconds * TICKS_PER_SECOND))
+        track.append(message.copy(time=tick - last))
+        last = tick
+    midi = mido.MidiFile(ticks_per_beat=TICKS_PER_BEAT)
+    midi.tracks.append(track)
+    midi.save(str(path))
+
+
+def replay_file(path: Path, out: Path, model_dirs: list[Path] | None = None) -> dict:
+    """Replay a session file into ``out``; returns the note comparison with the recording."""
+    session = read_session(path)
+    engine = engine_for(session, model_dirs)
+    replayed = replay(session, engine)
+    write_messages(out, replayed)
+    step = engine.clock.step_seconds if isinstance(engine.clock, InternalClock) else None
+    if step is None:  # MIDI clock: compare by 16ths at the recorded tempo estimate
+        step = 60.0 / float(session.settings.get("bpm", 120.0)) / engine.info.grid.steps_per_beat
+    origin = clock_origin(session)
+    return compare(grid_notes(session.outgoing, origin, step),
+                   grid_notes(replayed, origin, step))
