@@ -12,7 +12,6 @@ import mido
 
 from .engine import Engine
 from .record import SessionRecorder
-from .status import status_line
 
 POLL_SECONDS = 0.0005  # 0.5 ms: a quarter of a JACK period at 48 kHz / 64 frames
 PORT_CHECK_SECONDS = 0.5  # how often named peers are looked for (reconnect well within 2 s)
@@ -27,7 +26,7 @@ class Daemon:
     inport: object  # anything with iter_pending()
     outport: object  # anything with send()
     clock: Callable[[], float] = time.perf_counter
-    show_status: Callable[[str], None] | None = None
+    show_status: Callable[[Engine, float], None] | None = None  # the live view
     stop_event: threading.Event = field(default_factory=threading.Event)
     sent: int = 0
     notice: Callable[[str], None] = lambda line: None
@@ -121,7 +120,7 @@ class Daemon:
                     self.check_ports()
                     next_check = self.clock() + PORT_CHECK_SECONDS
                 if self.show_status is not None and self.clock() >= next_status:
-                    self.show_status(status_line(self.engine, self.clock()))
+                    self.show_status(self.engine, self.clock())
                     next_status = self.clock() + 0.1
                 self.stop_event.wait(POLL_SECONDS)
         finally:

@@ -20,17 +20,46 @@ from .knobs import BUTTONS, CONTROLS, Knob, Preset, PresetError, dump_preset, lo
 from .model import Model
 from .ports import PortError, PortKeeper, PortRequest, backend_for, open_port
 from .record import SessionRecorder, session_path
+from .status import status_line
 
 EXIT_OK = 0
 EXIT_ENGINE_ERROR = 1
 EXIT_MIDI_LOST = 3
 
 
-def status_printer(stream=sys.stderr):
-    def show(line: str) -> None:
-        stream.write("\r" + line[:160].ljust(160))
-        stream.flush()
-    return show
+def plain_notice(line: str) -> None:
+    print(f"glsr-live: {line}", file=sys.stderr, flush=True)
+
+
+class PlainLog:
+    """Output that is not a terminal: one status line when the variation changes, at most one
+    a second, and events as lines."""
+
+    def __init__(self) -> None:
+        self.variation, self.printed_at = None, -1.0
+
+    def show(self, engine, now: float) -> None:
+        if engine.variation is self.variation or now - self.printed_at < 1.0:
+            return
+        self.variation, self.printed_at = engine.variation, now
+        print(f"glsr-live: {status_line(engine, now)}", file=sys.stderr, flush=True)
+
+    def event(self, line: str) -> None:
+        plain_notice(line)
+
+    def stop(self) -> None:
+        pass
+
+
+def live_view(args: argparse.Namespace, model_name: str):
+    """The redrawn rich view on a terminal, a plain log elsewhere, None with --quiet."""
+    if args.quiet:
+        return None
+    if not sys.stderr.isatty():
+        return PlainLog()
+    from .view import LiveView
+
+    return LiveView(model_name)
 
 
 def close_quietly(*ports, timeout: float = 2.0) -> bool:
@@ -104,9 +133,10 @@ def run_live(args: argparse.Namespace, model_dirs: list[Path], preset_path: Path
         recorder = SessionRecorder(session_path(args.record),
                                    session_settings(args, model_dirs, preset, seed),
                                    clock=time.perf_counter)
+    view = live_view(args, model_dir.name)
     daemon = Daemon(engine, inport, outport,
-                    show_status=None if args.quiet else status_printer(),
-                    notice=lambda line: print(f"\nglsr-live: {line}", file=sys.stderr),
+                    show_status=view.show if view is not None else None,
+                    notice=view.event if view is not None else plain_notice,
                     load_model=Model, recorder=recorder)
     install_signal_handlers(daemon)
     others = "".join(f", Program Change {i} {d.name}" for i, d in enumerate(model_dirs) if i)
@@ -118,6 +148,8 @@ def run_live(args: argparse.Namespace, model_dirs: list[Path], preset_path: Path
     code = EXIT_OK
     try:
         daemon.run()
+        if view is not None:
+            view.stop()
     except PortError as error:  # the MIDI system went away under us
         print(f"\nglsr-live run: {error}; exiting", file=sys.stderr)
         code = EXIT_MIDI_LOST
@@ -126,8 +158,8 @@ def run_live(args: argparse.Namespace, model_dirs: list[Path], preset_path: Path
               "were closed", file=sys.stderr)
         code = EXIT_ENGINE_ERROR
     time.sleep(0.05)  # let the last note-offs leave before the ports go away
-    if not args.quiet:
-        print(file=sys.stderr)
+    if view is not None:
+        view.stop()
     if not close_quietly(inport, outport):
         sys.stderr.flush()
         os._exit(code)  # a stuck MIDI client must not keep a stopped daemon alive

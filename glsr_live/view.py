@@ -1,0 +1,195 @@
+"""The live terminal view (rich): redrawn in place, fitting any width from 60 columns up.
+
+Rows: state, tempo, bar position and model; one bar per knob with its value in the knob's
+unit and a mark where soft takeover waits for the hardware knob; the captured phrase and the
+playing variation as small piano rolls on one pitch axis; the last few events. ``--quiet`` and
+output that is not a terminal keep the plain one-line log instead.
+"""
+
+from __future__ import annotations
+
+import io
+import time
+from collections import deque
+from typing import TYPE_CHECKING
+
+import numpy as np
+from rich.console import Console, Group
+from rich.live import Live
+from rich.table import Table
+from rich.text import Text
+
+from .axis import format_value, note_name
+from .knobs import BUTTONS
+from .player import Variation
+from .status import engine_state
+
+if TYPE_CHECKING:
+    from .engine import Engine
+
+MIN_WIDTH = 60
+ROLL_ROWS = 7
+EVENTS = 4
+
+
+def knob_reading(engine: Engine, index: int) -> str:
+    """The knob's value in its unit: '+1.0 (9)' offset (playing value), '6 → 6' target."""
+    knob = engine.preset.knobs[index]
+    value = knob.value(engine.knobs.values[index])
+    if knob.target in engine.info.axes:
+        playing = format_value(knob.target, engine.playing_value(knob.target))
+        if knob.mode == "value":
+            if index not in engine.knobs.touched:
+                return f"- → {playing}"
+            landed = engine.reaches.get(knob.target)
+            out = "" if landed is None or landed.reached else " (out of reach)"
+            return f"{format_value(knob.target, value)} → {playing}{out}"
+        return f"{value:+.1f} ({playing})"
+    return f"{value:.2f}"
+
+
+def knob_bar(engine: Engine, index: int, width: int) -> Text:
+    """'━━━━━●────◆───': ● the value in effect; while soft takeover waits (yellow), ◆ is the
+    hardware knob, which takes over once it reaches ●."""
+    def cell(cc: int) -> int:
+        return round(cc / 127 * (width - 1))
+
+    position = cell(engine.knobs.values[index])
+    cells = ["━" if i < position else "─" for i in range(width)]
+    cells[position] = "●"
+    waiting = not engine.knobs.picked_up[index]
+    hardware = engine.knobs.last_physical.get(index)
+    if waiting and hardware is not None:
+        cells[cell(hardware)] = "◆"
+    return Text("".join(cells), style="yellow" if waiting else "")
+
+
+def knob_rows(engine: Engine, width: int) -> Table:
+    table = Table.grid(padding=(0, 1))
+    reading_width = 22
+    bar_width = max(8, min(40, width - 12 - reading_width - 3))
+    table.add_column(width=11, no_wrap=True)
+    table.add_column(width=bar_width, no_wrap=True)
+    table.add_column(width=reading_width, no_wrap=True, overflow="ellipsis")
+    for index, knob in enumerate(engine.preset.knobs):
+        if knob.target in BUTTONS:
+            continue
+        waiting = "" if engine.knobs.picked_up[index] else " ◆ pick up"
+        table.add_row(Text(knob.target[:11]), knob_bar(engine, index, bar_width),
+                      Text(knob_reading(engine, index) + waiting))
+    return table
+
+
+def pitches_of(tokens: np.ndarray | None, vocab, shift: int) -> Variation | None:
+    if tokens is None:
+        return None
+    return Variation.from_tokens(tokens, vocab, -shift)
+
+
+def roll_lines(variation: Variation | None, low: int, high: int, rows: int,
+               cell: int = 1) -> list[str]:
+    """``rows`` lines, ``cell`` characters a step: '█' onset, '▬' held, ' ' silent; top =
+    ``high``."""
+    length = 32 if variation is None else len(variation.sounding)
+    grid = [[" " * cell] * length for _ in range(rows)]
+    if variation is not None:
+        span = max(1, high - low)
+        for step, pitch in enumerate(variation.sounding.tolist()):
+            if pitch < 0:
+                continue
+            row = rows - 1 - int(np.clip((pitch - low) / span * (rows - 1) + 0.5, 0, rows - 1))
+            grid[row][step] = ("█" if variation.onset[step] else "▬") + "▬" * (cell - 1)
+    return ["".join(line) for line in grid]
+
+
+def rolls(engine: Engine, width: int) -> Table:
+    """The captured phrase and the playing variation, on one pitch axis."""
+    shift = engine.pitch_shift()
+    phrase = pitches_of(engine.phrase.tokens if engine.phrase is not None else None,
+                        engine.info.vocab, shift)
+    playing = engine.variation
+    if playing is not None and shift:
+        playing = pitches_of(playing.tokens, engine.info.vocab, shift)
+    sounding = [v.sounding[v.sounding >= 0] for v in (phrase, playing) if v is not None]
+    pitches = np.concatenate(sounding) if sounding else np.array([60, 72])
+    low, high = (int(pitches.min()), int(pitches.max())) if len(pitches) else (60, 72)
+    cell = 2 if width >= 4 + 2 * 64 + 8 else 1  # wide terminals: two columns a step
+    left = roll_lines(phrase, low, high, ROLL_ROWS, cell)
+    right = roll_lines(playing, low, high, ROLL_ROWS, cell)
+    table = Table.grid(padding=(0, 1))
+    side_by_side = width >= 4 + 2 * 32 + 8
+    table.add_column(width=4, no_wrap=True)
+    table.add_column(no_wrap=True)
+    if side_by_side:
+        table.add_column(no_wrap=True)
+        table.add_row("", Text("phrase", style="bold"), Text("playing", style="bold"))
+        for index in range(ROLL_ROWS):
+            label = note_name(high) if index == 0 else note_name(low) if index == ROLL_ROWS - 1 \
+                else ""
+            table.add_row(label, Text(left[index], style="cyan"),
+                          Text(right[index], style="green"))
+    else:
+        for title, lines, style in (("phrase", left, "cyan"), ("playing", right, "green")):
+            table.add_row("", Text(title, style="bold"))
+            for index, line in enumerate(lines):
+                label = note_name(high) if index == 0 else note_name(low) \
+                    if index == ROLL_ROWS - 1 else ""
+                table.add_row(label, Text(line, style=style))
+    return table
+
+
+class LiveView:
+    """The redrawn view; ``event`` adds a line to its log (newest last)."""
+
+    def __init__(self, model_name: str, console: Console | None = None):
+        self.console = console or Console(stderr=True)
+        self.model_name = model_name
+        self.events: deque[str] = deque(maxlen=EVENTS)
+        self.last_phrase = None
+        self.live: Live | None = None
+
+    def event(self, line: str) -> None:
+        self.events.append(f"{time.strftime('%H:%M:%S')} {line}")
+
+    def renderable(self, engine: Engine, now: float, width: int | None = None) -> Group:
+        width = max(MIN_WIDTH, width or self.console.width)
+        if engine.phrase is not None and engine.phrase is not self.last_phrase:
+            self.last_phrase = engine.phrase
+            self.event(f"phrase captured ({int((engine.phrase.tokens >= 2).sum())} notes)")
+        return Group(self.header(engine, now), knob_rows(engine, width), rolls(engine, width),
+                     Text("\n".join(self.events) or "waiting for a phrase…", style="dim",
+                          no_wrap=True, overflow="ellipsis"))
+
+    def header(self, engine: Engine, now: float) -> Text:
+        position = engine.clock.position(now) if engine.clock.running else None
+        grid = engine.info.grid
+        where = "—"
+        if position is not None:
+            bar, step = divmod(int(position), grid.steps_per_bar)
+            where = f"bar {bar + 1}.{step // grid.steps_per_beat + 1}"
+        bpm = getattr(engine.clock, "bpm", 0.0) or 0.0
+        text = Text(no_wrap=True, overflow="ellipsis")
+        text.append(f"{engine_state(engine):9s}", style="bold")
+        text.append(f" {bpm:5.1f} BPM  {where:10s} model {self.model_name}")
+        return text
+
+    def show(self, engine: Engine, now: float) -> None:
+        if self.live is None:
+            self.live = Live(console=self.console, auto_refresh=False, transient=False)
+            self.live.start()
+        with engine.lock:
+            renderable = self.renderable(engine, now)
+        self.live.update(renderable, refresh=True)
+
+    def stop(self) -> None:
+        if self.live is not None:
+            self.live.stop()
+            self.live = None
+
+
+def render_text(view: LiveView, engine: Engine, now: float, width: int) -> str:
+    """The view as plain text at ``width`` columns (tests, screenshots in notes)."""
+    console = Console(width=width, record=True, color_system=None, force_terminal=False,
+                      file=io.StringIO())
+    console.print(view.renderable(engine, now, width))
+    return console.export_text()

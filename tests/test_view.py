@@ -1,0 +1,52 @@
+"""The live view rendered to text at 60, 100 and 200 columns: it fits and shows what it must."""
+
+from __future__ import annotations
+
+import mido
+import pytest
+from test_axis import engine_with_phrase
+
+from glsr_live.knobs import Knob, Options, Preset
+from glsr_live.view import LiveView, render_text
+
+
+@pytest.fixture
+def playing_engine(fake_model):
+    knobs = (Knob(20, "notes", min=-4, max=4), Knob(21, "register", min=60, max=84,
+                                                      mode="value"),
+             Knob(22, "temperature", min=0, max=1.2, default=0), Knob(27, "morph", min=0, max=1,
+                                                                      default=0),
+             Knob(26, "capture", default=0))
+    engine = engine_with_phrase(fake_model, Preset(Options(soft_takeover=True), knobs))
+    engine.handle(mido.Message("control_change", control=21, value=64), 4.1)  # G4 or so
+    engine.handle(mido.Message("control_change", control=20, value=110), 4.1)  # not picked up
+    engine._maybe_swap(48)
+    return engine
+
+
+@pytest.mark.parametrize("width", [60, 100, 200])
+def test_the_view_fits_the_terminal_and_shows_state_knobs_rolls_events(playing_engine, width):
+    view = LiveView("bach-soprano")
+    view.event("model swapped to melody")
+    text = render_text(view, playing_engine, 4.2, width)
+    print(f"\n--- {width} columns ---\n{text}")
+    lines = text.splitlines()
+    assert max(len(line) for line in lines) <= width
+    assert lines[0].startswith("playing") and "120.0 BPM" in lines[0] and "bar 3.1" in lines[0]
+    assert "model bach-soprano" in lines[0]
+    notes = next(line for line in lines if line.startswith("notes"))
+    assert "◆" in notes and "pick up" in notes  # soft takeover waits for the hardware knob
+    register = next(line for line in lines if line.startswith("register"))
+    assert "C5 → C5" in register  # a value knob in note names: CC 64 of C4..C6
+    assert "capture" not in text  # buttons have no bar
+    assert any("█" in line for line in lines)  # the rolls
+    assert "phrase" in text and "playing" in text
+    assert "phrase captured (8 notes)" in text and "model swapped to melody" in text
+
+
+def test_events_keep_the_last_few(playing_engine):
+    view = LiveView("m")
+    for index in range(10):
+        view.event(f"event {index}")
+    text = render_text(view, playing_engine, 4.2, 100)
+    assert "event 9" in text and "event 5" not in text
