@@ -116,3 +116,80 @@ def test_program_change_swaps_models_from_the_next_bar(jack_env_private, tiny_mo
             process.wait()
         to_daemon.close()
         from_daemon.close()
+
+
+def recording_command(folder: Path, seed: int):
+    return lambda tag: [*daemon_command(SHIPPED)(tag), "--record", str(folder), "--seed",
+                        str(seed)]
+
+
+def daemon_child(process) -> int:
+    """The daemon's pid under its supervisor (``glsr-live run`` supervises a child)."""
+    import subprocess
+
+    children = subprocess.run(["pgrep", "-P", str(process.pid)], capture_output=True,
+                              text=True).stdout.split()
+    return int(children[0])
+
+
+def test_a_recorded_jack_session_replays_as_the_client_heard_it(jack_env_private, tmp_path):
+    from glsr_live.record import read_session
+    from glsr_live.replay import replay_file
+
+    process, to_daemon, from_daemon, received = daemon_with_peers(
+        jack_env_private, recording_command(tmp_path, 5), phrase_comes_back)
+    try:
+        to_daemon.command("sweep 20 64 110")
+        received += from_daemon.collect(2 * LOOP)
+        to_daemon.command("sweep 20 110 10")
+        received += from_daemon.collect(2 * LOOP)
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=10)
+        received += from_daemon.collect(0.3)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        to_daemon.close()
+        from_daemon.close()
+    (session_file,) = tmp_path.glob("session-*.mid")
+    session = read_session(session_file)
+    recorded = [m for _, m in session.outgoing if m.type == "note_on" and m.velocity > 0]
+    heard = [m for m in received if m.type == "note_on" and m.velocity > 0]
+    print(f"client heard {len(heard)} notes, the recording holds {len(recorded)}")
+    assert [m.note for m in heard] == [m.note for m in recorded] and len(heard) >= 8
+    result = replay_file(session_file, tmp_path / "replayed.mid")
+    print("replay:", result)
+    assert result["identical"], result
+    assert session.ended is not None
+
+
+def test_sigkill_while_recording_leaves_a_whole_file(jack_env_private, tmp_path):
+    from glsr_live.record import read_session
+
+    process, to_daemon, from_daemon, received = daemon_with_peers(
+        jack_env_private, recording_command(tmp_path, 6), phrase_comes_back)
+    try:
+        received += from_daemon.collect(2 * LOOP)
+        import os
+
+        os.kill(daemon_child(process), signal.SIGKILL)
+        received += from_daemon.collect(0.5)
+        process.wait(timeout=10)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        to_daemon.close()
+        from_daemon.close()
+    (session_file,) = tmp_path.glob("session-*.mid")
+    session = read_session(session_file)  # a whole MIDI file, readable
+    recorded = [m for _, m in session.outgoing if m.type == "note_on" and m.velocity > 0]
+    heard = [m for m in received if m.type == "note_on" and m.velocity > 0]
+    last = max(s for s, _ in session.outgoing)
+    print(f"after SIGKILL: {len(session.incoming)} messages in, {len(recorded)} notes out of "
+          f"{len(heard)} heard; last at {last:.2f} s; ended mark: {session.ended}")
+    assert session.ended is None and len(session.incoming) >= 16
+    # at most about a second of output (at 240 BPM, 16 steps) is missing
+    assert len(heard) - 10 <= len(recorded) <= len(heard)
+    assert [m.note for m in recorded] == [m.note for m in heard[:len(recorded)]]
