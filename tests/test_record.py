@@ -113,3 +113,29 @@ def test_the_file_on_disk_is_whole_after_every_flush(tmp_path):
 
         write_notes(tmp_path / "plain.mid", [Note(0, 4, 60)], Grid())
         read_session(tmp_path / "plain.mid")
+
+
+def test_the_keep_button_stores_the_playing_variation_with_its_knobs(tmp_path, fake_model):
+    from test_engine import play, preset, run_until
+
+    from glsr_live.knobs import Knob, Options, Preset
+
+    knobs = (*preset().knobs, Knob(29, "keep", default=0))
+    engine = Engine(fake_model, Preset(Options(soft_takeover=False), knobs), InternalClock(120.0))
+    clock = DrivenClock()
+    notices = []
+    daemon = Daemon(engine, MemoryPort(), MemoryPort(), clock=clock, notice=notices.append,
+                    recorder=SessionRecorder(tmp_path / "s.mid", {"seed": 0}, clock=clock))
+    play(engine, EIGHT_QUARTERS)
+    run_until(engine, 0.0, 40 * STEP)
+    engine.handle(mido.Message("control_change", control=20, value=100), 40 * STEP)
+    run_until(engine, 40 * STEP + 0.001, 41 * STEP)
+    engine.handle(mido.Message("control_change", control=29, value=127), 41 * STEP)
+    daemon.after_control()
+    kept = tmp_path / "s-keep001.mid"
+    assert kept.is_file() and notices == ["kept variation 1: s-keep001.mid"]
+    midi = mido.MidiFile(kept)
+    onsets = [m for m in midi if m.type == "note_on" and m.velocity > 0]
+    assert len(onsets) == engine.variation.note_count > 8  # the knob added notes
+    text = next(m.text for m in midi if m.type == "text")
+    assert '"notes": 1.' in text or '"notes": 2.' in text
