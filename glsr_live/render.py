@@ -30,13 +30,18 @@ class Sweep:
 
 
 def parse_knob_setting(text: str) -> tuple[str, float]:
+    return parse_setting(text, "--knob wants NAME=VALUE, e.g. notes=1.5", float)
+
+
+def parse_setting(text: str, usage: str, convert) -> tuple[str, float]:
+    """NAME=VALUE with ``convert(value)``; a RenderError with ``usage`` otherwise."""
     name, sep, value = text.partition("=")
     try:
         if not sep:
             raise ValueError
-        return name.strip(), float(value)
+        return name.strip(), float(convert(value))
     except ValueError:
-        raise RenderError(f"--knob wants NAME=VALUE, e.g. notes=1.5; got {text!r}") from None
+        raise RenderError(f"{usage}; got {text!r}") from None
 
 
 def parse_sweep(text: str) -> Sweep:
@@ -56,17 +61,15 @@ def parse_sweep(text: str) -> Sweep:
 
 def parse_target(text: str) -> tuple[str, float]:
     """NAME=VALUE in the attribute's unit: notes=6, register=G4 or register=67."""
-    name, sep, value = text.partition("=")
+    return parse_setting(text, "--target wants NAME=VALUE in the attribute's unit, e.g. "
+                               "notes=6 or register=G4", number_or_note)
+
+
+def number_or_note(value: str) -> float:
     try:
-        if not sep:
-            raise ValueError
-        return name.strip(), float(value)
+        return float(value)
     except ValueError:
-        try:
-            return name.strip(), float(parse_note_name(value))
-        except ValueError:
-            raise RenderError(f"--target wants NAME=VALUE in the attribute's unit, e.g. "
-                              f"notes=6 or register=G4; got {text!r}") from None
+        return float(parse_note_name(value))
 
 
 def phrase_of_file(path: Path, model: Model, track: str | None = None

@@ -80,7 +80,11 @@ def jack_server(private: bool = False):
         yield name
     finally:
         process.terminate()
-        process.wait(timeout=10)
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:  # seen after a client was SIGKILLed: jackd hangs
+            process.kill()
+            process.wait(timeout=10)
 
 
 class Peer:
@@ -136,6 +140,19 @@ class Peer:
     def close(self) -> None:
         if self.process.poll() is None:
             self.kill()
+
+
+@contextmanager
+def cleaned_up(daemon, *peers):
+    """Kill the daemon if it still runs and close the peers, whatever the test did."""
+    try:
+        yield
+    finally:
+        if daemon.poll() is None:
+            daemon.kill()
+            daemon.wait()
+        for peer in peers:
+            peer.close()
 
 
 RETRIES: list[str] = []  # one line per daemon restart, printed in the test report (conftest)

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import os
 import signal
+import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 from conftest import ROOT, open_notes
-from jack import Peer, daemon_with_peers, jack_env, jack_server
+from jack import Peer, cleaned_up, daemon_with_peers, jack_env, jack_server
 
 SHIPPED = ROOT / "presets" / "models" / "bach-soprano"
 BPM = 240.0
@@ -54,13 +56,9 @@ def daemon_ports(jack_env_private, request):
     if not (model / "model.json").is_file():  # shipped and tracked: a move must not skip this
         pytest.fail(f"{model} is missing: the only test of the real knob cannot run")
     started = daemon_with_peers(jack_env_private, daemon_command(model), phrase_comes_back)
-    yield started
     process, *peers, _ = started
-    if process.poll() is None:
-        process.kill()
-        process.wait()
-    for peer in peers:
-        peer.close()
+    with cleaned_up(process, *peers):
+        yield started
 
 
 @pytest.mark.parametrize("daemon_ports", [SHIPPED], indirect=True)
@@ -93,7 +91,7 @@ def test_program_change_swaps_models_from_the_next_bar(jack_env_private, tiny_mo
 
     process, to_daemon, from_daemon, received = daemon_with_peers(
         jack_env_private, command, phrase_comes_back)
-    try:
+    with cleaned_up(process, to_daemon, from_daemon):
         heard = {}
         for program in (1, 0):
             to_daemon.command(f"hex C0 {program:02X}")  # Program Change on channel 1
@@ -110,12 +108,6 @@ def test_program_change_swaps_models_from_the_next_bar(jack_env_private, tiny_mo
         assert process.returncode == 0, stderr[-2000:]
         assert stderr.count("now playing") == 2, stderr[-2000:]
         assert not open_notes(received)
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
-        to_daemon.close()
-        from_daemon.close()
 
 
 def recording_command(folder: Path, seed: int):
@@ -125,8 +117,6 @@ def recording_command(folder: Path, seed: int):
 
 def daemon_child(process) -> int:
     """The daemon's pid under its supervisor (``glsr-live run`` supervises a child)."""
-    import subprocess
-
     children = subprocess.run(["pgrep", "-P", str(process.pid)], capture_output=True,
                               text=True).stdout.split()
     return int(children[0])
@@ -138,7 +128,7 @@ def test_a_recorded_jack_session_replays_as_the_client_heard_it(jack_env_private
 
     process, to_daemon, from_daemon, received = daemon_with_peers(
         jack_env_private, recording_command(tmp_path, 5), phrase_comes_back)
-    try:
+    with cleaned_up(process, to_daemon, from_daemon):
         to_daemon.command("sweep 20 64 110")
         received += from_daemon.collect(2 * LOOP)
         to_daemon.command("sweep 20 110 10")
@@ -146,12 +136,6 @@ def test_a_recorded_jack_session_replays_as_the_client_heard_it(jack_env_private
         process.send_signal(signal.SIGTERM)
         process.wait(timeout=10)
         received += from_daemon.collect(0.3)
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
-        to_daemon.close()
-        from_daemon.close()
     (session_file,) = tmp_path.glob("session-*.mid")
     session = read_session(session_file)
     recorded = [m for _, m in session.outgoing if m.type == "note_on" and m.velocity > 0]
@@ -164,24 +148,17 @@ def test_a_recorded_jack_session_replays_as_the_client_heard_it(jack_env_private
     assert session.ended is not None
 
 
-def test_sigkill_while_recording_leaves_a_whole_file(jack_env_private, tmp_path):
+def test_sigkill_while_recording_leaves_a_whole_file(tmp_path):
     from glsr_live.record import read_session
 
-    process, to_daemon, from_daemon, received = daemon_with_peers(
-        jack_env_private, recording_command(tmp_path, 6), phrase_comes_back)
-    try:
-        received += from_daemon.collect(2 * LOOP)
-        import os
-
-        os.kill(daemon_child(process), signal.SIGKILL)
-        received += from_daemon.collect(0.5)
-        process.wait(timeout=10)
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
-        to_daemon.close()
-        from_daemon.close()
+    with jack_server(private=True) as server:  # its own: a killed client can stall jackd
+        process, to_daemon, from_daemon, received = daemon_with_peers(
+            jack_env(server), recording_command(tmp_path, 6), phrase_comes_back)
+        with cleaned_up(process, to_daemon, from_daemon):
+            received += from_daemon.collect(2 * LOOP)
+            os.kill(daemon_child(process), signal.SIGKILL)
+            received += from_daemon.collect(0.5)
+            process.wait(timeout=10)
     (session_file,) = tmp_path.glob("session-*.mid")
     session = read_session(session_file)  # a whole MIDI file, readable
     recorded = [m for _, m in session.outgoing if m.type == "note_on" and m.velocity > 0]

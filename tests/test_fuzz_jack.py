@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 from conftest import open_notes
-from jack import Peer, daemon_with_peers, jack_env, jack_server
+from jack import Peer, cleaned_up, daemon_with_peers, jack_env, jack_server
 from test_fuzz import hostile_stream
 
 pytestmark = pytest.mark.jack
@@ -70,7 +70,7 @@ def test_hostile_stream_through_jack(tiny_model_dir, tmp_path):
 
         daemon, to_daemon, listen, received = daemon_with_peers(
             jack_env(server), daemon_command, echo_comes_back)
-        try:
+        with cleaned_up(daemon, to_daemon, listen):
             for sent, (_, message) in enumerate(hostile_stream(7, 5000), start=1):
                 to_daemon.command("hex " + message.hex())
                 if sent % 50 == 0:  # bursts of 50, as a flooding controller would send
@@ -82,11 +82,6 @@ def test_hostile_stream_through_jack(tiny_model_dir, tmp_path):
             daemon.send_signal(signal.SIGTERM)
             daemon.wait(timeout=10)
             received += listen.collect(0.5)
-        finally:
-            if daemon.poll() is None:
-                daemon.kill()
-            to_daemon.close()
-            listen.close()
         assert daemon.returncode == 0, daemon.stderr.read()[-2000:]
         assert sum(m.type == "note_on" for m in received) > 1  # the probe and the stream's
         assert not open_notes(received)
