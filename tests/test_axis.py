@@ -82,7 +82,7 @@ def cc_for(knob: Knob, value: float) -> int:
     return int(np.argmin([abs(knob.value(cc) - value) for cc in range(128)]))
 
 
-@pytest.mark.parametrize("wanted", [4, 5, 6, 11, 12])  # 8 notes +- 3.5 spreads: 4 to 12
+@pytest.mark.parametrize("wanted", [2, 5, 6, 11, 14])  # 8 notes +- 6 spreads: 2 to 14
 def test_a_notes_value_knob_plays_exactly_that_many_notes(fake_model, wanted):
     engine = engine_with_phrase(fake_model, value_preset())
     knob = engine.preset.knobs[0]
@@ -93,12 +93,12 @@ def test_a_notes_value_knob_plays_exactly_that_many_notes(fake_model, wanted):
 
 def test_an_unreachable_target_plays_the_nearest_and_the_status_says_so(fake_model):
     engine = engine_with_phrase(fake_model, value_preset())
-    # the fake phrase has 8 notes; 3.5 spreads up the axis gives at most 12 (1 note a spread)
+    # the fake phrase has 8 notes; 6 spreads up the axis gives at most 14 (1 note a spread)
     engine.handle(mido.Message("control_change", control=20, value=127), 4.1)
     landed = engine.reaches["notes"]
-    assert not landed.reached and landed.value == 12 and engine.pending.note_count == 12
+    assert not landed.reached and landed.value == 14 and engine.pending.note_count == 14
     engine._maybe_swap(40)
-    assert "notes 16 → 12 (out of reach)" in status_line(engine, 4.2)
+    assert "notes 16 → 14 (out of reach)" in status_line(engine, 4.2)
 
 
 def test_register_value_knob_lands_within_a_semitone(fake_model):
@@ -148,7 +148,7 @@ def test_axis_table_decodes_every_offset_in_one_batch(fake_model):
     fake_model.decode_tokens = counting
     base = np.zeros(4, np.float32)
     along = axis_table(fake_model, fake_model.info, base, "notes", search_offsets())
-    assert calls == [57]
+    assert calls == [97]
     assert along.values.tolist() == sorted(along.values.tolist())  # the fake axis is monotone
 
 
