@@ -118,9 +118,12 @@ def test_baseline_is_swept_along_its_own_most_informative_dim():
     assert regularised["dim"] == 3 and regularised["spearman_along_axis"] == 0.0
 
 
-def test_value_target_shares_count_the_phrases_whose_axis_reaches_each_value():
-    from training.evaluate import value_targets
+def test_value_target_shares_count_the_phrases_whose_axis_reaches_each_value(monkeypatch):
+    import glsr_live.axis
+    from glsr_train.evaluate import value_targets
 
+    monkeypatch.setattr(glsr_live.axis, "SEARCH_SPREADS", 3.5)
+    monkeypatch.setattr(glsr_live.axis, "SEARCH_POINTS", 57)
     # LinearModel: 16 + 4 z0 notes; the search spans +-3.5 spreads, so from z0 = 0 it reaches
     # 2..30 notes, from z0 = 2 it reaches 10..32 (clipped at 32)
     model = LinearModel(axes={"notes": SimpleNamespace(dim=0)})
