@@ -119,8 +119,9 @@ def test_baseline_is_swept_along_its_own_most_informative_dim():
 
 
 def test_value_target_shares_count_the_phrases_whose_axis_reaches_each_value(monkeypatch):
-    import glsr_live.axis
     from glsr_train.evaluate import value_targets
+
+    import glsr_live.axis
 
     monkeypatch.setattr(glsr_live.axis, "SEARCH_SPREADS", 3.5)
     monkeypatch.setattr(glsr_live.axis, "SEARCH_POINTS", 57)
