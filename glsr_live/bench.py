@@ -122,7 +122,10 @@ def single_knob(model: Model, events: int, seed: int) -> dict:
     engine, rng, now = engine_with_phrase(model, seed)
     knob = engine.preset.knobs[0]
     engine.prepare_tables()
-    times = [knob_latency(engine, knob, int(rng.integers(0, 128)), now) for _ in range(events)]
+    times, value = [], engine.knobs.values[0]
+    for _ in range(events):
+        value = (value + 1 + int(rng.integers(0, 127))) % 128  # always a move
+        times.append(knob_latency(engine, knob, value, now))
     return {**percentiles_ms(times), "lookups": engine.timings.lookups}
 
 
