@@ -134,12 +134,18 @@ class Daemon:
         """SIGHUP: reload the playing model from disk (a retrained one) at the next bar."""
         self.reload_event.set()
 
-    def reload_model(self) -> None:
-        """Load the playing model's directory again; a bad one keeps the old model playing."""
+    def reload_model(self) -> threading.Thread | None:
+        """Load the playing model's directory again in a thread (loading takes longer than a
+        step; the loop keeps playing); a bad model keeps the old one playing."""
         directory = getattr(self.engine.model, "directory", None)
         if self.load_model is None or directory is None:
             self.notice("reload: this model was not loaded from a directory")
-            return
+            return None
+        loader = threading.Thread(target=self.load_and_swap, args=(directory,), daemon=True)
+        loader.start()
+        return loader
+
+    def load_and_swap(self, directory) -> None:
         try:
             model = self.load_model(directory)
             with self.engine.lock:

@@ -74,9 +74,9 @@ def test_sighup_reload_swaps_in_the_new_model_and_a_bad_one_keeps_the_old(fake_m
 
     daemon = Daemon(Engine(fake_model, preset(), InternalClock(120.0)), MemoryPort(),
                     MemoryPort(), notice=notices.append, load_model=load)
-    daemon.reload_model()
+    daemon.reload_model().join(5)
     assert daemon.engine.pending_model is None and daemon.engine.model is fake_model
     assert notices[-1].startswith("reload failed, still playing the old model")
-    daemon.reload_model()
+    daemon.reload_model().join(5)
     assert isinstance(daemon.engine.pending_model, LowModel)
     assert "plays from the next bar" in notices[-1]
