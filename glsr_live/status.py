@@ -39,20 +39,29 @@ def engine_state(engine: Engine) -> str:
     return "playing" if engine.variation is not None else "listening"
 
 
+def knob_reading(engine: Engine, index: int) -> str:
+    """A knob's value in its unit: '+1.0 (9)' for an offset knob (offset in spreads, then the
+    playing value), '6 → 6' for a value knob (wanted → playing), a control's plain value."""
+    knob = engine.preset.knobs[index]
+    value = knob.value(engine.knobs.values[index])
+    if knob.target not in engine.info.axes:
+        return f"{value:.2f}"
+    playing = format_value(knob.target, engine.playing_value(knob.target))
+    if knob.mode == "offset":
+        return f"{value:+.1f} ({playing})"
+    if index not in engine.knobs.touched:
+        return f"- → {playing}"
+    landed = engine.reaches.get(knob.target)
+    out = "" if landed is None or landed.reached else " (out of reach)"
+    return f"{format_value(knob.target, engine.knobs.targets()[knob.target])} → {playing}{out}"
+
+
 def knob_readings(engine: Engine) -> list[str]:
-    """Each attribute knob in its unit: 'notes 6 → 6' for a value target (wanted → playing),
-    'register +1.0 (G4)' for an offset knob (offset in spreads, the playing value)."""
-    readings = []
-    for name, target in engine.knobs.targets().items():
-        landed = engine.reaches.get(name)
-        playing = format_value(name, engine.playing_value(name))
-        reading = f"{name} {format_value(name, target)} → {playing}"
-        if landed is not None and not landed.reached:
-            reading += " (out of reach)"
-        readings.append(reading)
-    for name, offset in engine.knobs.offsets().items():
-        readings.append(f"{name} {offset:+.1f} ({format_value(name, engine.playing_value(name))})")
-    return readings
+    """'notes 6 → 6', 'register +1.0 (G4)': every attribute knob that acts, in its unit."""
+    return [f"{knob.target} {knob_reading(engine, index)}"
+            for index, knob in enumerate(engine.preset.knobs)
+            if knob.target in engine.info.axes
+            and (knob.mode == "offset" or index in engine.knobs.touched)]
 
 
 def status_line(engine: Engine, now: float) -> str:

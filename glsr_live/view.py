@@ -19,10 +19,10 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-from .axis import format_value, note_name
+from .axis import note_name
 from .knobs import BUTTONS
 from .player import Variation
-from .status import engine_state
+from .status import engine_state, knob_reading
 
 if TYPE_CHECKING:
     from .engine import Engine
@@ -30,22 +30,6 @@ if TYPE_CHECKING:
 MIN_WIDTH = 60
 ROLL_ROWS = 7
 EVENTS = 4
-
-
-def knob_reading(engine: Engine, index: int) -> str:
-    """The knob's value in its unit: '+1.0 (9)' offset (playing value), '6 → 6' target."""
-    knob = engine.preset.knobs[index]
-    value = knob.value(engine.knobs.values[index])
-    if knob.target in engine.info.axes:
-        playing = format_value(knob.target, engine.playing_value(knob.target))
-        if knob.mode == "value":
-            if index not in engine.knobs.touched:
-                return f"- → {playing}"
-            landed = engine.reaches.get(knob.target)
-            out = "" if landed is None or landed.reached else " (out of reach)"
-            return f"{format_value(knob.target, value)} → {playing}{out}"
-        return f"{value:+.1f} ({playing})"
-    return f"{value:.2f}"
 
 
 def knob_bar(engine: Engine, index: int, width: int) -> Text:
@@ -104,37 +88,29 @@ def roll_lines(variation: Variation | None, low: int, high: int, rows: int,
 
 def rolls(engine: Engine, width: int) -> Table:
     """The captured phrase and the playing variation, on one pitch axis."""
-    shift = engine.pitch_shift()
     phrase = pitches_of(engine.phrase.tokens if engine.phrase is not None else None,
-                        engine.info.vocab, shift)
-    playing = engine.variation
-    if playing is not None and shift:
-        playing = pitches_of(playing.tokens, engine.info.vocab, shift)
+                        engine.info.vocab, engine.pitch_shift())
+    playing = engine.variation  # already in the player's pitches
     sounding = [v.sounding[v.sounding >= 0] for v in (phrase, playing) if v is not None]
     pitches = np.concatenate(sounding) if sounding else np.array([60, 72])
     low, high = (int(pitches.min()), int(pitches.max())) if len(pitches) else (60, 72)
     cell = 2 if width >= 4 + 2 * 64 + 8 else 1  # wide terminals: two columns a step
     left = roll_lines(phrase, low, high, ROLL_ROWS, cell)
     right = roll_lines(playing, low, high, ROLL_ROWS, cell)
+    labels = [note_name(high)] + [""] * (ROLL_ROWS - 2) + [note_name(low)]
     table = Table.grid(padding=(0, 1))
-    side_by_side = width >= 4 + 2 * 32 + 8
     table.add_column(width=4, no_wrap=True)
     table.add_column(no_wrap=True)
-    if side_by_side:
+    if width >= 4 + 2 * 32 + 8:  # side by side
         table.add_column(no_wrap=True)
         table.add_row("", Text("phrase", style="bold"), Text("playing", style="bold"))
-        for index in range(ROLL_ROWS):
-            label = note_name(high) if index == 0 else note_name(low) if index == ROLL_ROWS - 1 \
-                else ""
-            table.add_row(label, Text(left[index], style="cyan"),
-                          Text(right[index], style="green"))
-    else:
-        for title, lines, style in (("phrase", left, "cyan"), ("playing", right, "green")):
-            table.add_row("", Text(title, style="bold"))
-            for index, line in enumerate(lines):
-                label = note_name(high) if index == 0 else note_name(low) \
-                    if index == ROLL_ROWS - 1 else ""
-                table.add_row(label, Text(line, style=style))
+        for label, a, b in zip(labels, left, right, strict=True):
+            table.add_row(label, Text(a, style="cyan"), Text(b, style="green"))
+        return table
+    for title, lines, style in (("phrase", left, "cyan"), ("playing", right, "green")):
+        table.add_row("", Text(title, style="bold"))
+        for label, line in zip(labels, lines, strict=True):
+            table.add_row(label, Text(line, style=style))
     return table
 
 
