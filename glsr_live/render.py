@@ -124,7 +124,7 @@ def render(path: Path, out: Path, model: Model, knobs: list[tuple[str, float]],
             source = mu[0] if destination is None else morph_latent(
                 mu[0], destination, float(np.clip(offsets.get("morph", 0.0), 0, 1)), info)
             z, landed = resolve_targets(model, info, offset_latent(source, moves, info),
-                                        dict(targets), -12 * shift)
+                                        dict(targets), 12 * shift)
             rows.append(z)
             reaches.append(landed)
         z = np.stack(rows)

@@ -192,3 +192,16 @@ def test_presets_resolve_by_name_or_path(tmp_path):
     assert resolve_preset(None).name == "default.toml"
     mine = tmp_path / "mine.toml"
     assert resolve_preset(str(mine)) == mine  # a missing file is the loader's one-line error
+
+
+def test_render_register_target_is_in_the_players_pitches_for_an_octave_shifted_phrase(tmp_path):
+    """A phrase two octaves below the model's range is fitted up by 24 semitones; the target is
+    asked in the player's pitches and the variation comes back down: it must land there."""
+    source, out = tmp_path / "low.mid", tmp_path / "out.mid"
+    write_phrase(source, pitches=(43, 45, 47, 48, 50, 48, 47, 45))
+    done = glsr_live("render", str(source), "-o", str(out), "--model", "bach-soprano",
+                     "--target", "register=C3")
+    assert done.returncode == 0, done.stderr
+    assert "register C3 → C3" in done.stdout and "out of reach" not in done.stdout
+    played = [n.pitch for n in read_notes(out) if n.start >= 8]
+    assert played and abs(sum(played) / len(played) - 48) <= 1
