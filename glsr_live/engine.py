@@ -251,7 +251,7 @@ class Engine:
         if tokens is None:
             z = self.latent()
             tokens = self.model.decode_tokens(z[None], temperature, self.rng)[0]
-        return Variation.from_tokens(tokens, self.info.vocab, -12 * self.phrase.octave_shift)
+        return Variation.from_tokens(tokens, self.info.vocab, -self.pitch_shift())
 
     def _lookup(self, moved: str | None) -> np.ndarray | None:
         """The decode for offset knob ``moved`` from its precomputed table, if there is one.
@@ -324,9 +324,7 @@ class Engine:
 
     def _capture_slot_b(self, now: float) -> None:
         """The last L steps up to the nearest bar line become the morph destination."""
-        bar = self.info.grid.steps_per_bar
-        bar_line = math.floor(self._position(now) / bar + 0.5) * bar
-        phrase = self.capture.take(bar_line - self.seq_len)
+        phrase = self.capture.take(self._nearest_bar_line(self._position(now)) - self.seq_len)
         if phrase is not None:
             mu, _ = self.model.encode(phrase.tokens[None])
             self.slot_b, self.slot_b_phrase = mu[0].astype(np.float32), phrase
@@ -336,11 +334,16 @@ class Engine:
     def _capture_last_bars(self, now: float) -> None:
         """The trigger CC: the last L steps up to the current bar line, from the next bar."""
         position = self._position(now)
-        bar = self.info.grid.steps_per_bar
-        bar_line = math.floor(position / bar + 0.5) * bar  # a press just before a bar counts
+        bar_line = self._nearest_bar_line(position)
         phrase = self.capture.take(bar_line - self.seq_len)
         if phrase is not None:
-            self.set_phrase(phrase, bar_line if bar_line > position else bar_line + bar)
+            next_bar = bar_line + self.info.grid.steps_per_bar
+            self.set_phrase(phrase, bar_line if bar_line > position else next_bar)
+
+    def _nearest_bar_line(self, position: float) -> int:
+        """The bar line nearest ``position`` (steps): a press just before a bar counts."""
+        bar = self.info.grid.steps_per_bar
+        return math.floor(position / bar + 0.5) * bar
 
     # ------------------------------------------------------------ time
 

@@ -20,6 +20,8 @@ import tomllib
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
+from .axis import parse_note_name
+
 CONTROLS = ("temperature", "prior", "reseed", "freeze", "capture", "morph", "slot_a", "slot_b",
             "keep")
 BUTTONS = ("reseed", "freeze", "capture", "slot_a", "slot_b", "keep")
@@ -162,8 +164,6 @@ def parse_knob(raw: dict, index: int, attributes: set[str]) -> Knob:
 def _value_bound(value, what: str) -> float:
     """A number, or a note name ('C4' = 60) for pitch values."""
     if isinstance(value, str):
-        from .axis import parse_note_name
-
         try:
             return float(parse_note_name(value))
         except ValueError as error:
