@@ -71,8 +71,9 @@ def directory_megabytes(path: Path) -> float:
     return sum(f.stat().st_size for f in path.iterdir() if f.is_file()) / 1e6
 
 
-def headline_metrics(path: Path) -> str:
-    """The model card's test numbers (evaluation.json, written by glsr-eval), else val."""
+def headline_metrics(path: Path, info: dict) -> str:
+    """The model card's test numbers (evaluation.json, written by glsr-eval), else the
+    validation record in ``info`` (model.json)."""
     evaluation = path / "evaluation.json"
     if evaluation.is_file():
         try:
@@ -84,8 +85,7 @@ def headline_metrics(path: Path) -> str:
             return text
         except (KeyError, TypeError, ValueError):
             return "evaluation.json unreadable"
-    validation = json.loads((path / "model.json").read_text()).get("metrics", {}).get(
-        "validation", {})
+    validation = info.get("metrics", {}).get("validation", {})
     accuracy = validation.get("val_recon_accuracy", validation.get("val_accuracy"))
     return f"val acc {accuracy:.3f}" if isinstance(accuracy, float) else "no metrics"
 
@@ -99,4 +99,4 @@ def model_line(name: str, path: Path) -> str:
     except (OSError, ValueError, KeyError, TypeError):
         return f"{name:14s} unreadable model.json ({path})"
     return (f"{name:14s} {axes or 'no regularised axes'}; {shape}; "
-            f"{directory_megabytes(path):.1f} MB; {headline_metrics(path)}")
+            f"{directory_megabytes(path):.1f} MB; {headline_metrics(path, info)}")

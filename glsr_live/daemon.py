@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import signal
 import threading
 import time
@@ -11,7 +12,9 @@ from dataclasses import dataclass, field
 import mido
 
 from .engine import Engine
+from .midifile import write_notes
 from .record import SessionRecorder
+from .tokens import tokens_to_notes, unfold_notes
 
 POLL_SECONDS = 0.0005  # 0.5 ms: a quarter of a JACK period at 48 kHz / 64 frames
 PORT_CHECK_SECONDS = 0.5  # how often named peers are looked for (reconnect well within 2 s)
@@ -185,11 +188,6 @@ class Daemon:
 
 def write_variation(path, engine: Engine) -> None:
     """The playing variation as a MIDI file, with the knob state that made it as text."""
-    import json
-
-    from .midifile import write_notes
-    from .tokens import tokens_to_notes, unfold_notes
-
     notes = unfold_notes(tokens_to_notes(engine.variation.tokens, engine.info.vocab),
                          engine.phrase.octave_shift if engine.phrase is not None else 0)
     bpm = getattr(engine.clock, "bpm", 120.0) or 120.0

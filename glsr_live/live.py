@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from . import __version__
 from .clock import InternalClock, MidiClock
 from .daemon import Daemon, install_signal_handlers
 from .engine import Engine
@@ -94,8 +95,6 @@ def make_engine(models: list, preset: Preset, clock_kind: str, bpm: float, seed:
 def session_settings(args: argparse.Namespace, model_dirs: list[Path], preset: Preset,
                      seed: int) -> dict:
     """What a replay needs to rebuild this engine: models, the preset itself, clock, seed."""
-    from . import __version__
-
     return {"version": __version__, "models": [str(d.resolve()) for d in model_dirs],
             "preset_toml": dump_preset(preset), "clock": args.clock, "bpm": args.bpm,
             "seed": seed}

@@ -22,6 +22,9 @@ from pathlib import Path
 
 import mido
 
+from .errors import MidiFileError
+from .midifile import open_midi
+
 TICKS_PER_BEAT = 480
 TEMPO = 500_000  # microseconds per beat: 120 BPM, so a tick is 1/960 s
 TICKS_PER_SECOND = TICKS_PER_BEAT * 1_000_000 / TEMPO
@@ -153,8 +156,6 @@ class Session:
 
 def read_session(path: Path) -> Session:
     """The three tracks of a recorded session, timed in seconds."""
-    from .midifile import open_midi
-
     midi = open_midi(path)
     tracks = {}
     for track in midi.tracks:
@@ -162,8 +163,6 @@ def read_session(path: Path) -> Session:
         tracks[name] = track
     missing = [name for name in TRACKS if name not in tracks]
     if missing:
-        from .errors import MidiFileError
-
         raise MidiFileError(f"{path}: not a glsr-live session (no track {missing[0]!r})")
     settings, knob_states, ended = {}, [], None
     for seconds, message in timed(tracks["knobs"]):

@@ -34,8 +34,10 @@ class GridNote:
 
 def engine_for(session: Session, model_dirs: list[Path] | None = None) -> Engine:
     settings = session.settings
-    if not settings:
-        raise MidiFileError("the session has no glsr-live settings to replay with")
+    missing = [k for k in ("models", "preset_toml", "clock", "bpm", "seed") if k not in settings]
+    if missing:
+        raise MidiFileError(f"the session's glsr-live settings lack {', '.join(missing)}: "
+                            "it cannot be replayed")
     dirs = model_dirs or [Path(d) for d in settings["models"]]
     models = [Model(directory) for directory in dirs]
     axes = set().union(*(m.info.axes for m in models))
