@@ -150,12 +150,19 @@ class LiveView:
         return text
 
     def show(self, engine: Engine, now: float) -> None:
+        """Start redrawing (the daemon calls this often; only the first call acts).
+
+        rich redraws ten times a second from its own thread, which builds the view under the
+        engine's lock and lays it out outside it: the daemon's loop never waits for a redraw.
+        """
         if self.live is None:
-            self.live = Live(console=self.console, auto_refresh=False, transient=False)
+            self.live = Live(console=self.console, transient=False, refresh_per_second=10,
+                             get_renderable=lambda: self.snapshot(engine))
             self.live.start()
-        with engine.lock:
-            renderable = self.renderable(engine, now)
-        self.live.update(renderable, refresh=True)
+
+    def snapshot(self, engine: Engine) -> Group:
+        with engine.lock:  # the daemon's clock is time.perf_counter
+            return self.renderable(engine, time.perf_counter())
 
     def stop(self) -> None:
         if self.live is not None:
