@@ -62,7 +62,7 @@ def test_a_planted_near_duplicate_lands_beside_its_twin(bach):
         twins.append(np.where(twin >= 0, twin + 2, twin).astype(twin.dtype))
     lines = bach.lines + twins
     names = bach.names + [f"twin of {bach.names[i]}" for i in chosen]
-    families, splits = split_by_family(lines, names, bach.settings, bach.vocab)
+    families, splits, _ = split_by_family(lines, names, bach.settings, bach.vocab)
     for offset, index in enumerate(chosen):
         twin = len(bach.lines) + offset
         assert families[twin] == families[index]

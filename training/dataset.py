@@ -59,6 +59,7 @@ class Dataset:
     lines: list[np.ndarray]
     splits: list[str]
     families: list[int]
+    patterns: list[np.ndarray]  # per line: its windows' unique transposition-invariant patterns
     skipped: dict[str, str]
     vocab: Vocabulary
     from_cache: bool = False
@@ -80,7 +81,8 @@ class Dataset:
 
     def train_patterns(self) -> np.ndarray:
         """Sorted unique transposition-invariant patterns of the train split's windows."""
-        return np.unique(window_patterns(untransposed_windows(self, self.pieces("train"))))
+        return np.unique(np.concatenate([self.patterns[i] for i in self.pieces("train")]
+                                        or [np.zeros(0, np.uint64)]))
 
     def unseen(self, windows: np.ndarray) -> np.ndarray:
         """(N,) True for windows whose pattern occurs nowhere in train, in any transposition."""
@@ -136,12 +138,14 @@ def untransposed_windows(dataset: Dataset, pieces: list[int]) -> np.ndarray:
 
 
 def split_by_family(lines: list[np.ndarray], names: list[str], settings: DatasetSettings,
-                    vocab: Vocabulary) -> tuple[list[int], list[str]]:
-    """(family id, split) of every line: near-copies of a tune share a family and a split."""
+                    vocab: Vocabulary) -> tuple[list[int], list[str], list[np.ndarray]]:
+    """(family id, split, unique window patterns) of every line: near-copies of a tune share a
+    family and a split."""
     windows = [line_windows(line, settings, vocab, transpose=False) for line in lines]
     patterns = [np.unique(window_patterns(w)) for w in windows]
     families = tune_families(patterns)
-    return families, assign_families(families, names, [len(w) for w in windows], settings.split)
+    splits = assign_families(families, names, [len(w) for w in windows], settings.split)
+    return families, splits, patterns
 
 
 # ---------------------------------------------------------------- build and cache
@@ -204,9 +208,9 @@ def build(
     names = [m.name for m in result.melodies]
     pitches = pitches_of(lines)
     vocab = Vocabulary(int(pitches.min()), int(pitches.max()))
-    families, splits = split_by_family(lines, names, settings, vocab)
+    families, splits, patterns = split_by_family(lines, names, settings, vocab)
     return Dataset(settings=settings, names=names, lines=lines, splits=splits,
-                   families=families, skipped=result.skipped, vocab=vocab,
+                   families=families, patterns=patterns, skipped=result.skipped, vocab=vocab,
                    from_cache=from_cache)
 
 
