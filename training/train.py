@@ -24,7 +24,8 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from glsr_live.attributes import compute
-from glsr_live.tokens import HOLD, Vocabulary, canonical
+from glsr_live.model import logits_to_tokens
+from glsr_live.tokens import HOLD, Vocabulary
 
 from . import config as config_module
 from .augment import thin_notes
@@ -298,10 +299,6 @@ def rank_divergence(model: torch.nn.Module, runtime: Runtime) -> float:
 # ---------------------------------------------------------------- evaluation
 
 
-def canonical_rows(tokens: np.ndarray) -> np.ndarray:
-    return np.stack([canonical(row) for row in tokens])
-
-
 @torch.no_grad()
 def evaluate(model: GLSRVAE, windows: torch.Tensor, dataset: Dataset,
              attributes: list[RegularisedAttribute], config: Config) -> dict:
@@ -314,13 +311,13 @@ def evaluate(model: GLSRVAE, windows: torch.Tensor, dataset: Dataset,
         nll += F.cross_entropy(logits.transpose(1, 2), batch, reduction="none").sum().item()
         mus.append(mu)
         logvars.append(logvar)
-        predictions.append(logits.argmax(-1).cpu().numpy())
+        predictions.append(logits_to_tokens(logits.cpu().numpy()))  # as the runtime decodes
     model.train()
     mu, logvar = torch.cat(mus), torch.cat(logvars)
     kl = kl_per_dim(mu, logvar).mean(0).cpu().numpy()
     target = windows.cpu().numpy()
     # the argmax made canonical, as the runtime plays it: the same quantity glsr-eval reports
-    decoded = canonical_rows(np.concatenate(predictions))
+    decoded = np.concatenate(predictions)
     accuracy, accuracy_nonhold = token_accuracy(decoded, target, HOLD)
     result = {
         "val_nll": nll / len(windows), "val_kl": float(kl.sum()),
