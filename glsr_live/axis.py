@@ -106,13 +106,16 @@ def parse_note_name(text: str) -> int:
 
 
 def format_value(name: str, value: float) -> str:
-    """An attribute value in its unit: notes as a count, register as a note name."""
+    """An attribute value in its unit: notes as a count, register as a note name, range in
+    semitones."""
     if not np.isfinite(value):
         return "-"
     if name == "register":
         return note_name(value)
     if name == "notes":
         return f"{value:.0f}"
+    if name == "range":
+        return f"{value:.0f} st"  # semitones from the lowest note to the highest
     return f"{value:.2f}"
 
 

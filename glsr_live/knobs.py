@@ -20,6 +20,7 @@ import tomllib
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
+from .attributes import ATTRIBUTES
 from .axis import parse_note_name
 
 CONTROLS = ("temperature", "prior", "reseed", "freeze", "capture", "morph", "slot_a", "slot_b",
@@ -27,7 +28,8 @@ CONTROLS = ("temperature", "prior", "reseed", "freeze", "capture", "morph", "slo
 BUTTONS = ("reseed", "freeze", "capture", "slot_a", "slot_b", "keep")
 CURVES = ("linear", "exponential", "s-curve")
 MODES = ("offset", "value")
-VALUE_RANGES = {"notes": (2.0, 16.0), "register": (60.0, 84.0)}  # value knobs' defaults
+# value knobs' default ranges
+VALUE_RANGES = {"notes": (2.0, 16.0), "register": (60.0, 84.0), "range": (0.0, 19.0)}
 APPLY_AT = ("step", "bar")
 PICKUP_WINDOW = 3  # CC values: a knob in pickup mode takes over within this distance
 
@@ -134,7 +136,9 @@ def parse_knob(raw: dict, index: int, attributes: set[str]) -> Knob:
         raise PresetError(f"{where} needs 'cc' and 'target'")
     cc = _check_int(raw["cc"], 0, 127, f"{where}: cc")
     target = raw["target"]
-    if not isinstance(target, str) or target not in attributes | set(CONTROLS):
+    # A knob for an attribute this model has no axis for (the range knob of the default preset
+    # with bach-soprano) is kept and does nothing; a misspelt target is an error.
+    if not isinstance(target, str) or target not in attributes | set(ATTRIBUTES) | set(CONTROLS):
         raise PresetError(f"{where}: target {target!r} is neither an attribute of the model "
                           f"({', '.join(sorted(attributes)) or 'none'}) nor one of "
                           f"{', '.join(CONTROLS)}")

@@ -15,10 +15,12 @@ class ConfigError(ValueError):
 
 @dataclass
 class DataConfig:
-    corpus: str = "bach"
+    corpus: str | list[str] = "bach"  # bach, essen, nottingham, oneill or a folder; or a list
     track: str | None = None
     seq_len: int = 32
     stride: int = 4
+    windows: str = "stride"  # "bars": windows start on each melody's bar lines only
+    max_shift: int | None = None  # transpose at most this many semitones each way
     max_windows: int = 0  # 0 = all; tests cap it
 
 
@@ -233,11 +235,31 @@ def from_dict(raw: dict) -> Config:
                           ("data", "seq_len"), ("data", "stride"), ("model", "latent_dim")):
         if getattr(getattr(config, section), name) < 1:
             raise ConfigError(f"[{section}] {name} must be at least 1")
+    check_data(config.data)
     for attribute in config.glsr.attributes:
         if not 0 <= attribute.dim < config.model.latent_dim:
             raise ConfigError(f"attribute {attribute.name!r}: dim {attribute.dim} is outside "
                               f"the latent size {config.model.latent_dim}")
     return config
+
+
+def check_data(data: DataConfig) -> None:
+    """corpus is a name or folder, or a non-empty list of them; windows and max_shift valid."""
+    corpus = data.corpus if isinstance(data.corpus, list) else [data.corpus]
+    if not corpus or not all(isinstance(c, str) and c for c in corpus):
+        raise ConfigError("[data] corpus must be a corpus name or folder, or a list of them")
+    if len(set(corpus)) != len(corpus):
+        raise ConfigError("[data] corpus names one source twice")
+    reserved = [c for c in corpus if c.startswith("music21:")]
+    if reserved:
+        raise ConfigError(f"[data] corpus: {reserved[0]} is reserved for evaluation; train on "
+                          "bach, essen, nottingham, oneill or your own folders")
+    if data.windows not in ("stride", "bars"):
+        raise ConfigError(f"[data] windows must be 'stride' or 'bars', got {data.windows!r}")
+    if data.max_shift is not None and (isinstance(data.max_shift, bool)
+                                       or not isinstance(data.max_shift, int)
+                                       or data.max_shift < 0):
+        raise ConfigError(f"[data] max_shift must be a whole number >= 0, got {data.max_shift!r}")
 
 
 def load(path: str | Path) -> Config:

@@ -1,14 +1,21 @@
-"""Melodies from music21's Bach chorales or a folder of the user's MIDI/MusicXML files.
+"""Melodies from music21's training collections or a folder of the user's MIDI/MusicXML/ABC files.
 
 A melody is a ``Line``: one int16 code per 16th step, the MIDI pitch at an onset, ``LINE_HOLD``
 while the note goes on, ``LINE_REST`` for silence. Lines are transposable by adding to the codes
-that are >= 0.
+that are >= 0. Each melody also keeps the steps its bar lines fall on (its own metre), where
+training windows start, as the live instrument captures phrases from bar lines.
+
+Only these music21 collections may be trained or tuned on: ``bach`` (the chorales' sopranos),
+``essen`` (Essen folksongs), ``nottingham`` (the Nottingham dataset) and ``oneill`` (O'Neill's
+Music of Ireland). The rest of music21's corpus is reserved for evaluation.
 """
 
 from __future__ import annotations
 
 import importlib.metadata
+import os
 from collections.abc import Iterable
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,6 +30,10 @@ LINE_HOLD = -2
 MIDI_SUFFIXES = {".mid", ".midi"}
 SCORE_SUFFIXES = {".xml", ".musicxml", ".mxl", ".krn", ".abc"}
 SOPRANO_NAMES = ("soprano", "sopran", "s.", "s")
+COLLECTIONS = {"essen": "essenFolksong", "nottingham": "nottingham-dataset",
+               "oneill": "oneills1850"}  # our name -> music21's composer directory
+NAMED_CORPORA = ("bach", *COLLECTIONS)
+EVALUATION_PREFIX = "music21:"  # music21:ryansMammoth etc.: reserved for evaluation
 
 
 class CorpusError(ValueError):
@@ -33,12 +44,20 @@ class CorpusError(ValueError):
 class Melody:
     name: str
     line: np.ndarray  # (steps,) int16 codes
+    bars: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int32))  # bar-line steps
 
 
 @dataclass
 class CorpusResult:
     melodies: list[Melody] = field(default_factory=list)
     skipped: dict[str, str] = field(default_factory=dict)  # piece -> reason
+
+    def add(self, melody: Melody, grid: Grid) -> None:
+        """Keep a melody long enough for one window; note why another is skipped."""
+        if len(melody.line) < grid.seq_len:
+            self.skipped[melody.name] = f"shorter than {grid.seq_len} steps"
+        else:
+            self.melodies.append(melody)
 
 
 def notes_to_line(notes: list[Note]) -> np.ndarray:
@@ -73,7 +92,7 @@ def part_to_notes(part, grid: Grid) -> list[Note]:
     pickup = float(measures[0].paddingLeft) if len(measures) else 0.0
     notes = []
     for element in part.stripTies().flatten().notes:
-        if element.duration.isGrace:
+        if element.duration.isGrace or "Harmony" in element.classes:  # ABC chord symbols
             continue
         pitch = max(p.midi for p in element.pitches)
         onset = round((float(element.offset) + pickup) * grid.steps_per_beat)
@@ -81,6 +100,43 @@ def part_to_notes(part, grid: Grid) -> list[Note]:
         if length >= 1:
             notes.append(Note(onset, length, pitch))
     return notes
+
+
+def bar_lines(part, grid: Grid) -> np.ndarray:
+    """(bars,) int32 steps of a part's bar lines, in the shifted time of ``part_to_notes``.
+
+    A pickup measure is padded to a whole bar, so the first full bar starts one bar in.
+    """
+    measures = part.getElementsByClass("Measure")
+    if not len(measures):
+        return np.zeros(0, np.int32)
+    pickup = float(measures[0].paddingLeft)
+    starts = [0] + [round((float(m.offset) + pickup) * grid.steps_per_beat)
+                    for m in measures[1:]]
+    return np.unique(np.array(starts, dtype=np.int32))
+
+
+def melody_part(score) -> object:
+    """The soprano part, else the part with the highest mean pitch, else the score itself.
+
+    Three chorales in music21 are Humdrum files whose parts are named spine_N only.
+    """
+    soprano = find_soprano(score)
+    if soprano is not None:
+        return soprano
+    parts = list(score.parts) or [score]
+
+    def mean_pitch(part) -> float:
+        pitches = [max(p.midi for p in n.pitches) for n in part.flatten().notes
+                   if "Harmony" not in n.classes]
+        return float(np.mean(pitches)) if pitches else -1.0
+
+    return max(parts, key=mean_pitch)
+
+
+def score_melody(name: str, score, grid: Grid) -> Melody:
+    part = melody_part(score)
+    return Melody(name, notes_to_line(part_to_notes(part, grid)), bar_lines(part, grid))
 
 
 def bach_filenames() -> list[str]:
@@ -98,12 +154,50 @@ def load_bach(grid: Grid, progress: bool = True) -> CorpusResult:
 
     result = CorpusResult()
     for name in tqdm(bach_filenames(), desc="parsing chorales", unit="piece", disable=not progress):
-        score = corpus.parse(name)
-        line = notes_to_line(melody_notes(score, grid))
-        if len(line) < grid.seq_len:
-            result.skipped[name] = f"shorter than {grid.seq_len} steps"
-            continue
-        result.melodies.append(Melody(name, line))
+        result.add(score_melody(name, corpus.parse(name), grid), grid)
+    return result
+
+
+def parse_collection_file(path: str, grid: Grid) -> CorpusResult:
+    """Every tune of one ABC file of a music21 collection (runs in a worker process)."""
+    from music21 import converter
+
+    result = CorpusResult()
+    stem = Path(path).name
+    try:
+        parsed = converter.parse(path)
+    except Exception as error:  # music21 raises many unrelated types for bad files
+        result.skipped[stem] = f"not readable ({type(error).__name__})"
+        return result
+    scores = list(parsed.scores) if hasattr(parsed, "scores") else [parsed]
+    for index, score in enumerate(scores):
+        number = getattr(score.metadata, "number", None) or index + 1
+        name = f"{stem}#{number} {getattr(score.metadata, 'title', None) or ''}".strip()
+        try:
+            result.add(score_melody(name, score, grid), grid)
+        except Exception as error:  # one odd tune must not cost the whole file
+            result.skipped[name] = f"not readable ({type(error).__name__})"
+    return result
+
+
+def load_collection(collection: str, grid: Grid, progress: bool = True) -> CorpusResult:
+    """Every tune of music21's ``essen``, ``nottingham`` or ``oneill`` collection (or, for
+    evaluation only, ``music21:NAME``, any other directory of music21's corpus), parsed by one
+    worker process per core (Essen's 8,500 tunes take minutes)."""
+    from music21 import corpus
+
+    directory = COLLECTIONS.get(collection) or collection.removeprefix(EVALUATION_PREFIX)
+    paths = sorted(str(p) for p in corpus.getComposer(directory))
+    if not paths:
+        raise CorpusError(f"music21 has no corpus directory {directory!r}")
+    result = CorpusResult()
+    workers = max(1, min(len(paths), os.cpu_count() or 1))
+    with ProcessPoolExecutor(workers) as pool:
+        parts = pool.map(parse_collection_file, paths, [grid] * len(paths))
+        for part in tqdm(parts, total=len(paths), desc=f"parsing {collection}", unit="file",
+                         disable=not progress):
+            result.melodies += part.melodies
+            result.skipped.update(part.skipped)
     return result
 
 
@@ -119,8 +213,8 @@ def corpus_files(path: Path) -> list[Path]:
     return sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in suffixes)
 
 
-def score_file_notes(path: Path, grid: Grid, track: str | None) -> list[Note]:
-    """Notes of the named part, else the soprano, else the part with the highest mean pitch."""
+def score_file_melody(path: Path, grid: Grid, track: str | None) -> Melody:
+    """The named part, else the soprano, else the part with the highest mean pitch."""
     from music21 import converter
 
     try:
@@ -132,26 +226,16 @@ def score_file_notes(path: Path, grid: Grid, track: str | None) -> list[Note]:
         named = [p for p in parts if track.lower() in str(p.partName or p.id).lower()]
         if not named:
             raise CorpusError(f"no part named like {track!r}")
-        return part_to_notes(named[0], grid)
-    return melody_notes(score, grid)
+        part = named[0]
+        return Melody(str(path), notes_to_line(part_to_notes(part, grid)), bar_lines(part, grid))
+    return score_melody(str(path), score, grid)
 
 
-def melody_notes(score, grid: Grid) -> list[Note]:
-    """Notes of the soprano part, else of the part with the highest mean pitch.
-
-    Three chorales in music21 are Humdrum files whose parts are named spine_N only.
-    """
-    soprano = find_soprano(score)
-    if soprano is not None:
-        return part_to_notes(soprano, grid)
-    parts = [part_to_notes(p, grid) for p in (list(score.parts) or [score])]
-    return max(parts, key=lambda notes: np.mean([n.pitch for n in notes]) if notes else -1)
-
-
-def file_notes(path: Path, grid: Grid, track: str | None) -> list[Note]:
+def file_melody(path: Path, grid: Grid, track: str | None) -> Melody:
+    """A MIDI file's bars are the grid's from its first beat (its time signature is not read)."""
     if path.suffix.lower() in MIDI_SUFFIXES:
-        return beat_notes_to_grid(read_notes(path, track), grid)
-    return score_file_notes(path, grid, track)
+        return Melody(str(path), notes_to_line(beat_notes_to_grid(read_notes(path, track), grid)))
+    return score_file_melody(path, grid, track)
 
 
 def load_folder(
@@ -165,14 +249,9 @@ def load_folder(
     quiet = not progress or len(files) < 20  # a bar for a handful of files is noise
     for file in tqdm(files, desc="reading files", unit="file", disable=quiet):
         try:
-            line = notes_to_line(file_notes(file, grid, track))
+            result.add(file_melody(file, grid, track), grid)
         except (MidiFileError, CorpusError) as error:
             result.skipped[str(file)] = str(error).removeprefix(f"{file}: ")
-            continue
-        if len(line) < grid.seq_len:
-            result.skipped[str(file)] = f"shorter than {grid.seq_len} steps"
-            continue
-        result.melodies.append(Melody(str(file), line))
     if not result.melodies:
         reasons = "; ".join(f"{Path(k).name}: {v}" for k, v in list(result.skipped.items())[:3])
         raise CorpusError(f"{path}: no usable melody ({reasons})")
@@ -181,8 +260,8 @@ def load_folder(
 
 def corpus_fingerprint(corpus: str, track: str | None) -> list[str]:
     """What identifies a corpus's content for the cache key."""
-    if corpus == "bach":
-        return ["bach", importlib.metadata.version("music21")]
+    if corpus in NAMED_CORPORA or corpus.startswith(EVALUATION_PREFIX):
+        return [corpus, importlib.metadata.version("music21")]
     files = corpus_files(Path(corpus))
     return [str(track)] + [f"{f}:{f.stat().st_size}:{f.stat().st_mtime_ns}" for f in files]
 

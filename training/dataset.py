@@ -1,7 +1,9 @@
-"""Windows of L steps from every transposition of every melody, split by piece, cached.
+"""Windows of L steps from every transposition of every melody, split by tune family, cached.
 
-The cache holds the untransposed lines (seconds to parse, milliseconds to load); windows and
-transpositions are cut from them in numpy on load.
+A dataset mixes one or more sources (``bach``, ``essen``, ``nottingham``, ``oneill`` or a
+folder); each is split by tune family on its own, so every source has its 80/10/10.
+The cache holds each source's untransposed lines and bar lines (minutes to parse, milliseconds
+to load); windows and transpositions are cut from them in numpy on load.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ import hashlib
 import json
 import os
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -19,35 +21,56 @@ from glsr_live.attributes import ATTRIBUTES
 from glsr_live.tokens import HOLD, REST, Grid, Vocabulary
 
 from .corpus import (
+    COLLECTIONS,
+    EVALUATION_PREFIX,
     LINE_HOLD,
     LINE_REST,
+    CorpusError,
     CorpusResult,
     Melody,
     corpus_fingerprint,
     load_bach,
+    load_collection,
     load_folder,
     pitches_of,
 )
 from .families import LINK_SHARE, assign_families, overlap_share, tune_families, window_patterns
 
-CACHE_VERSION = 3
+CACHE_VERSION = 4
+WINDOW_MODES = ("stride", "bars")
 SPLITS = ("train", "val", "test")
 DEFAULT_CACHE = Path(os.environ.get("GLSR_CACHE", Path.home() / ".cache" / "glsr-live"))
 
 
 @dataclass(frozen=True)
 class DatasetSettings:
-    corpus: str = "bach"
+    corpus: str | tuple[str, ...] = "bach"  # a source, or several mixed
     seq_len: int = 32
     stride: int = 4
     steps_per_beat: int = 4
     beats_per_bar: int = 4
     track: str | None = None
     split: tuple[float, float] = (0.8, 0.9)  # cumulative fractions for train, val
+    windows: str = "stride"  # "bars": windows start on the melody's own bar lines only
+    max_shift: int | None = None  # transpose at most this many semitones each way (None: all)
 
     @property
     def grid(self) -> Grid:
         return Grid(self.steps_per_beat, self.beats_per_bar, self.seq_len)
+
+    @property
+    def sources(self) -> tuple[str, ...]:
+        return (self.corpus,) if isinstance(self.corpus, str) else tuple(self.corpus)
+
+    def with_corpus(self, source: str) -> DatasetSettings:
+        return replace(self, corpus=source)
+
+
+def dataset_settings(data) -> DatasetSettings:
+    """The settings a training config's [data] section describes."""
+    corpus = tuple(data.corpus) if isinstance(data.corpus, list | tuple) else data.corpus
+    return DatasetSettings(corpus=corpus, seq_len=data.seq_len, stride=data.stride,
+                           track=data.track, windows=data.windows, max_shift=data.max_shift)
 
 
 @dataclass
@@ -57,26 +80,32 @@ class Dataset:
     settings: DatasetSettings
     names: list[str]
     lines: list[np.ndarray]
+    bars: list[np.ndarray]  # per line: the steps of its bar lines (empty: the grid's)
+    sources: list[str]  # per line: the corpus it came from
     splits: list[str]
     families: list[int]
     patterns: list[np.ndarray]  # per line: its windows' unique transposition-invariant patterns
     skipped: dict[str, str]
     vocab: Vocabulary
     from_cache: bool = False
+    skipped_per_source: dict[str, int] = field(default_factory=dict)
 
     @property
     def grid(self) -> Grid:
         return self.settings.grid
 
-    def pieces(self, split: str) -> list[int]:
-        return [i for i, s in enumerate(self.splits) if s == split]
+    def pieces(self, split: str, source: str | None = None) -> list[int]:
+        return [i for i, s in enumerate(self.splits)
+                if s == split and source in (None, self.sources[i])]
 
-    def windows(self, split: str, transpose: bool = True) -> np.ndarray:
+    def line_windows(self, index: int, transpose: bool = True) -> np.ndarray:
+        return line_windows(self.lines[index], self.settings, self.vocab, transpose,
+                            self.bars[index])
+
+    def windows(self, split: str, transpose: bool = True, source: str | None = None
+                ) -> np.ndarray:
         """(N, L) int64 tokens of every window of every (transposed) piece of ``split``."""
-        chunks = [
-            line_windows(self.lines[i], self.settings, self.vocab, transpose)
-            for i in self.pieces(split)
-        ]
+        chunks = [self.line_windows(i, transpose) for i in self.pieces(split, source)]
         return np.concatenate(chunks) if chunks else np.zeros((0, self.settings.seq_len), np.int64)
 
     def train_patterns(self) -> np.ndarray:
@@ -92,10 +121,14 @@ class Dataset:
 # ---------------------------------------------------------------- windows
 
 
-def transpositions(line: np.ndarray, vocab: Vocabulary) -> range:
-    """Every semitone shift that keeps the line inside the vocabulary range."""
+def transpositions(line: np.ndarray, vocab: Vocabulary, max_shift: int | None = None) -> range:
+    """Every semitone shift (at most ``max_shift`` each way) that keeps the line inside the
+    vocabulary range; the untransposed line always."""
     pitches = line[line >= 0]
-    return range(vocab.low - int(pitches.min()), vocab.high - int(pitches.max()) + 1)
+    low, high = vocab.low - int(pitches.min()), vocab.high - int(pitches.max())
+    if max_shift is not None:
+        low, high = max(low, -max_shift), min(high, max_shift)
+    return range(min(low, 0), max(high, 0) + 1)
 
 
 def sounding_pitch(line: np.ndarray) -> np.ndarray:
@@ -107,17 +140,33 @@ def sounding_pitch(line: np.ndarray) -> np.ndarray:
     return sounding
 
 
+def window_starts(length: int, settings: DatasetSettings, bars: np.ndarray | None = None
+                  ) -> np.ndarray:
+    """(N,) first steps of the windows of a line of ``length`` steps.
+
+    ``stride``: every ``stride`` steps. ``bars``: on the line's own bar lines (a 3/4 or 6/8 tune
+    has a bar line every 12 steps, so its windows span 2 2/3 bars), the grid's bars if it has
+    none (MIDI files).
+    """
+    last = length - settings.seq_len
+    if settings.windows == "bars":
+        if bars is None or len(bars) == 0:
+            bars = np.arange(0, length, settings.grid.steps_per_bar)
+        return np.asarray(bars, dtype=np.int64)[np.asarray(bars) <= last]
+    return np.arange(0, last + 1, settings.stride)
+
+
 def line_windows(
-    line: np.ndarray, settings: DatasetSettings, vocab: Vocabulary, transpose: bool = True
+    line: np.ndarray, settings: DatasetSettings, vocab: Vocabulary, transpose: bool = True,
+    bars: np.ndarray | None = None,
 ) -> np.ndarray:
     """(N, L) canonical token windows; a window that opens mid-note re-strikes that note."""
-    view = np.lib.stride_tricks.sliding_window_view(line, settings.seq_len)[:: settings.stride]
-    codes = np.array(view, dtype=np.int64)
-    starts = np.arange(0, len(line) - settings.seq_len + 1, settings.stride)
+    starts = window_starts(len(line), settings, bars)
+    codes = line[starts[:, None] + np.arange(settings.seq_len)].astype(np.int64)  # (N, L)
     opens_mid_note = codes[:, 0] == LINE_HOLD
     codes[opens_mid_note, 0] = sounding_pitch(line)[starts[opens_mid_note]]
     codes[codes[:, 0] < 0, 0] = LINE_REST  # a hold of silence is silence
-    shifts = transpositions(line, vocab) if transpose else range(0, 1)
+    shifts = transpositions(line, vocab, settings.max_shift) if transpose else range(0, 1)
     return np.concatenate([codes_to_tokens(codes, shift, vocab) for shift in shifts])
 
 
@@ -132,16 +181,21 @@ SPLIT_METHOD = f"tune families (pattern share > {LINK_SHARE}), dealt by windows"
 
 
 def untransposed_windows(dataset: Dataset, pieces: list[int]) -> np.ndarray:
-    chunks = [line_windows(dataset.lines[i], dataset.settings, dataset.vocab, transpose=False)
-              for i in pieces]
+    chunks = [dataset.line_windows(i, transpose=False) for i in pieces]
     return np.concatenate(chunks) if chunks else np.zeros((0, dataset.settings.seq_len), np.int64)
 
 
 def split_by_family(lines: list[np.ndarray], names: list[str], settings: DatasetSettings,
                     vocab: Vocabulary) -> tuple[list[int], list[str], list[np.ndarray]]:
     """(family id, split, unique window patterns) of every line: near-copies of a tune share a
-    family and a split."""
-    windows = [line_windows(line, settings, vocab, transpose=False) for line in lines]
+    family and a split.
+
+    Families come from windows every ``stride`` steps whatever windows training uses, so a
+    source splits the same way in every mix (the melody model's Bach test split is
+    bach-soprano's) and "unseen" means unseen at any offset.
+    """
+    dense = replace(settings, windows="stride")
+    windows = [line_windows(line, dense, vocab, transpose=False) for line in lines]
     patterns = [np.unique(window_patterns(w)) for w in windows]
     families = tune_families(patterns)
     splits = assign_families(families, names, [len(w) for w in windows], settings.split)
@@ -151,20 +205,22 @@ def split_by_family(lines: list[np.ndarray], names: list[str], settings: Dataset
 # ---------------------------------------------------------------- build and cache
 
 
-def cache_path(settings: DatasetSettings, cache_dir: Path) -> Path:
+def cache_path(source: str, settings: DatasetSettings, cache_dir: Path) -> Path:
+    """One cache file per source, so mixing sources never parses one twice."""
     key = json.dumps(
-        [CACHE_VERSION, settings.corpus, settings.steps_per_beat, settings.beats_per_bar,
-         settings.seq_len, list(settings.split), corpus_fingerprint(settings.corpus,
-                                                                    settings.track)]
+        [CACHE_VERSION, source, settings.steps_per_beat, settings.beats_per_bar,
+         settings.seq_len, corpus_fingerprint(source, settings.track)]
     )
     digest = hashlib.sha1(key.encode()).hexdigest()[:16]
     return cache_dir / f"lines-{digest}.npz"
 
 
-def parse_corpus(settings: DatasetSettings, progress: bool) -> CorpusResult:
-    if settings.corpus == "bach":
+def parse_corpus(source: str, settings: DatasetSettings, progress: bool) -> CorpusResult:
+    if source == "bach":
         return load_bach(settings.grid, progress)
-    return load_folder(Path(settings.corpus), settings.grid, settings.track, progress)
+    if source in COLLECTIONS or source.startswith(EVALUATION_PREFIX):
+        return load_collection(source, settings.grid, progress)
+    return load_folder(Path(source), settings.grid, settings.track, progress)
 
 
 def save_cache(path: Path, result: CorpusResult) -> None:
@@ -177,6 +233,8 @@ def save_cache(path: Path, result: CorpusResult) -> None:
             names=np.array([m.name for m in result.melodies]),
             lines=np.concatenate([m.line for m in result.melodies]).astype(np.int16),
             lengths=lengths,
+            bars=np.concatenate([m.bars for m in result.melodies]).astype(np.int32),
+            bar_counts=np.array([len(m.bars) for m in result.melodies], dtype=np.int64),
             skipped=np.array(json.dumps(result.skipped)),
         )
     os.replace(handle.name, path)
@@ -187,31 +245,87 @@ def load_cache(path: Path) -> CorpusResult | None:
     try:
         with np.load(path, allow_pickle=False) as data:
             lines = np.split(data["lines"], np.cumsum(data["lengths"])[:-1])
-            melodies = [Melody(str(n), line) for n, line in zip(data["names"], lines, strict=True)]
+            bars = np.split(data["bars"], np.cumsum(data["bar_counts"])[:-1])
+            melodies = [Melody(str(n), line, b)
+                        for n, line, b in zip(data["names"], lines, bars, strict=True)]
             skipped = json.loads(str(data["skipped"]))
     except (OSError, ValueError, KeyError, EOFError):
         return None
     return CorpusResult(melodies, skipped) if melodies else None
 
 
-def build(
-    settings: DatasetSettings, cache_dir: Path = DEFAULT_CACHE, progress: bool = True
-) -> Dataset:
-    """Load the corpus from the cache, or parse it and fill the cache."""
-    path = cache_path(settings, cache_dir)
+def load_source(source: str, settings: DatasetSettings, cache_dir: Path, progress: bool
+                ) -> tuple[CorpusResult, bool]:
+    """A source's melodies from the cache, or parsed (and cached); True if from the cache."""
+    path = cache_path(source, settings, cache_dir)
     result = load_cache(path)
-    from_cache = result is not None
-    if result is None:
-        result = parse_corpus(settings, progress)
-        save_cache(path, result)
-    lines = [m.line for m in result.melodies]
-    names = [m.name for m in result.melodies]
-    pitches = pitches_of(lines)
-    vocab = Vocabulary(int(pitches.min()), int(pitches.max()))
-    families, splits, patterns = split_by_family(lines, names, settings, vocab)
-    return Dataset(settings=settings, names=names, lines=lines, splits=splits,
-                   families=families, patterns=patterns, skipped=result.skipped, vocab=vocab,
-                   from_cache=from_cache)
+    if result is not None:
+        return result, True
+    result = parse_corpus(source, settings, progress)
+    save_cache(path, result)
+    return result, False
+
+
+def build(
+    settings: DatasetSettings, cache_dir: Path = DEFAULT_CACHE, progress: bool = True,
+    vocab: Vocabulary | None = None,
+) -> Dataset:
+    """Load every source from the cache, or parse it and fill the cache; split each source by
+    tune family. ``vocab`` fixes the pitch range (a fine-tune keeps its model's): melodies
+    outside it are moved by octaves into it, or skipped."""
+    loaded = [(source, *load_source(source, settings, cache_dir, progress))
+              for source in settings.sources]
+    melodies = [(source, m) for source, result, _ in loaded for m in result.melodies]
+    skipped = {name: reason for _, result, _ in loaded for name, reason in result.skipped.items()}
+    skipped_per_source = {source: len(result.skipped) for source, result, _ in loaded}
+    if vocab is None:
+        pitches = pitches_of(m.line for _, m in melodies)
+        vocab = Vocabulary(int(pitches.min()), int(pitches.max()))
+    else:
+        melodies = fit_to_vocab(melodies, vocab, skipped)
+    if not melodies:
+        raise CorpusError("no melody fits the model's pitch range")
+    dataset = Dataset(settings=settings, names=[m.name for _, m in melodies],
+                      lines=[m.line for _, m in melodies], bars=[m.bars for _, m in melodies],
+                      sources=[source for source, _ in melodies], splits=[], families=[],
+                      patterns=[], skipped=skipped, vocab=vocab,
+                      from_cache=all(cached for *_, cached in loaded),
+                      skipped_per_source=skipped_per_source)
+    split_each_source(dataset)
+    return dataset
+
+
+def fit_to_vocab(melodies: list[tuple[str, Melody]], vocab: Vocabulary,
+                 skipped: dict[str, str]) -> list[tuple[str, Melody]]:
+    """Melodies moved by whole octaves into ``vocab``'s range; those wider than it skipped."""
+    kept = []
+    for source, melody in melodies:
+        pitches = melody.line[melody.line >= 0]
+        shifts = [12 * k for k in range(-4, 5)
+                  if vocab.low <= pitches.min() + 12 * k and pitches.max() + 12 * k <= vocab.high]
+        if not shifts:
+            skipped[melody.name] = (f"pitch range {int(pitches.min())}-{int(pitches.max())} "
+                                    f"does not fit the model's {vocab.low}-{vocab.high}")
+            continue
+        shift = min(shifts, key=abs)
+        line = np.where(melody.line >= 0, melody.line + shift, melody.line).astype(np.int16)
+        kept.append((source, Melody(melody.name, line, melody.bars)))
+    return kept
+
+
+def split_each_source(dataset: Dataset) -> None:
+    """Family ids, splits and patterns of every line, each source split on its own."""
+    count = len(dataset.lines)
+    dataset.families, dataset.splits, dataset.patterns = [0] * count, [""] * count, [None] * count
+    for source in dict.fromkeys(dataset.sources):
+        members = [i for i in range(count) if dataset.sources[i] == source]
+        families, splits, patterns = split_by_family(
+            [dataset.lines[i] for i in members], [dataset.names[i] for i in members],
+            dataset.settings, dataset.vocab)
+        for position, index in enumerate(members):
+            dataset.families[index] = members[families[position]]  # unique across sources
+            dataset.splits[index] = splits[position]
+            dataset.patterns[index] = patterns[position]
 
 
 def attribute_summary(windows: np.ndarray, dataset: Dataset) -> dict[str, dict[str, float]]:
@@ -230,12 +344,34 @@ def attribute_summary(windows: np.ndarray, dataset: Dataset) -> dict[str, dict[s
     return summary
 
 
+def source_summary(dataset: Dataset, source: str) -> dict:
+    """Pieces, families, windows and overlap of one source's splits."""
+    train_patterns = dataset.train_patterns()
+    pieces = {split: dataset.pieces(split, source) for split in SPLITS}
+    return {
+        "pieces": sum(len(p) for p in pieces.values()),
+        "pieces_per_split": {split: len(p) for split, p in pieces.items()},
+        "families": len({dataset.families[i] for p in pieces.values() for i in p}),
+        "windows": {split: int(sum(len(dataset.line_windows(i)) for i in p))
+                    for split, p in pieces.items()},
+        "overlap_with_train": {
+            split: round(overlap_share(untransposed_windows(dataset, p), train_patterns), 4)
+            for split, p in pieces.items()},
+        "skipped": dataset.skipped_per_source.get(source, 0),
+    }
+
+
 def summary(dataset: Dataset) -> dict:
     windows = {split: dataset.windows(split) for split in SPLITS}
     pieces = {split: len(dataset.pieces(split)) for split in SPLITS}
     train_patterns = dataset.train_patterns()
     return {
-        "corpus": dataset.settings.corpus,
+        "corpus": list(dataset.settings.sources),
+        "per_corpus": {source: source_summary(dataset, source)
+                       for source in dataset.settings.sources},
+        "window_starts": ("bar lines" if dataset.settings.windows == "bars"
+                          else f"every {dataset.settings.stride} steps"),
+        "max_shift": dataset.settings.max_shift,
         "pieces": len(dataset.names),
         "pieces_per_split": pieces,
         "families": len(set(dataset.families)),

@@ -6,22 +6,39 @@ import argparse
 import json
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 from glsr_live.midifile import MidiFileError
 
-from .corpus import CorpusError
-from .dataset import DEFAULT_CACHE, DatasetSettings, build, summary
+from . import config as config_module
+from .corpus import NAMED_CORPORA, CorpusError
+from .dataset import (
+    DEFAULT_CACHE,
+    WINDOW_MODES,
+    DatasetSettings,
+    build,
+    dataset_settings,
+    summary,
+)
 
 EXIT_USAGE = 2
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="glsr-dataset", description=__doc__)
-    parser.add_argument("--corpus", default="bach", help="'bach' or a MIDI/MusicXML file or folder")
+    parser.add_argument("--config", type=Path,
+                        help="take [data] from this training TOML (the options below override)")
+    parser.add_argument("--corpus", action="append",
+                        help=f"{', '.join(NAMED_CORPORA)} or a MIDI/MusicXML/ABC file or folder; "
+                             "repeat to mix (default: bach)")
     parser.add_argument("--track", help="name of the melody track/part in user files")
-    parser.add_argument("--seq-len", type=int, default=32, help="steps per window (16ths)")
-    parser.add_argument("--stride", type=int, default=4, help="steps between window starts")
+    parser.add_argument("--seq-len", type=int, help="steps per window (16ths; default 32)")
+    parser.add_argument("--stride", type=int, help="steps between window starts (default 4)")
+    parser.add_argument("--windows", choices=WINDOW_MODES,
+                        help="'bars': windows start on bar lines only (default: stride)")
+    parser.add_argument("--max-shift", type=int,
+                        help="transpose at most this many semitones each way (default: all)")
     parser.add_argument("--cache", type=Path, default=DEFAULT_CACHE, help="cache folder")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -37,7 +54,13 @@ def print_summary(info: dict, seconds: float) -> None:
     for piece, reason in list(info["skipped_reasons"].items())[:10]:
         print(f"  skipped   {piece}: {reason}")
     print("windows     " + ", ".join(f"{k} {v}" for k, v in windows.items())
-          + f" (L={info['seq_len']}, stride {info['stride']})")
+          + f" (L={info['seq_len']}, starting {info['window_starts']})")
+    for source, part in info["per_corpus"].items():
+        print(f"  {source:10s} {part['pieces']} pieces in {part['families']} families, "
+              f"{part['skipped']} skipped; windows "
+              + ", ".join(f"{k} {v}" for k, v in part["windows"].items())
+              + "; overlap with train " + ", ".join(
+                  f"{k} {v:.3f}" for k, v in part["overlap_with_train"].items() if k != "train"))
     print(f"vocabulary  {info['vocab']} tokens, pitches {info['pitch_range'][0]}"
           f"..{info['pitch_range'][1]}")
     for name, stats in info["attributes"].items():
@@ -45,17 +68,26 @@ def print_summary(info: dict, seconds: float) -> None:
               f"{stats['mean']:6.2f}  p95 {stats['p95']:6.2f}  max {stats['max']:6.2f}")
 
 
+def settings_from(args: argparse.Namespace) -> DatasetSettings:
+    """[data] of --config (or the defaults), overridden by the command line's options."""
+    data = config_module.load(args.config).data if args.config else config_module.DataConfig()
+    settings = dataset_settings(data)
+    overrides = {"corpus": tuple(args.corpus) if args.corpus else None, "track": args.track,
+                 "seq_len": args.seq_len, "stride": args.stride, "windows": args.windows,
+                 "max_shift": args.max_shift}
+    settings = replace(settings, **{k: v for k, v in overrides.items() if v is not None})
+    if settings.seq_len < 1 or settings.stride < 1:
+        raise CorpusError("--seq-len and --stride must be positive")
+    return settings
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    if args.seq_len < 1 or args.stride < 1:
-        print("glsr-dataset: --seq-len and --stride must be positive", file=sys.stderr)
-        return EXIT_USAGE
-    settings = DatasetSettings(corpus=args.corpus, seq_len=args.seq_len, stride=args.stride,
-                               track=args.track)
     started = time.perf_counter()
     try:
+        settings = settings_from(args)
         dataset = build(settings, args.cache, progress=not (args.quiet or args.json))
-    except (CorpusError, MidiFileError) as error:
+    except (CorpusError, MidiFileError, config_module.ConfigError) as error:
         print(f"glsr-dataset: {error}", file=sys.stderr)
         return EXIT_USAGE
     info = summary(dataset)

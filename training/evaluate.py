@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -32,7 +32,7 @@ AXIS_SPAN = 3.0
 PLANE_POINTS = 41
 VALUE_PHRASES = 200  # phrases for the value-target shares
 MORPH_PAIRS = 100  # phrase pairs for the morph sweeps
-OTHER_ATTRIBUTES = ("notes", "register", "highest", "lowest", "black_keys", "rhythm")
+OTHER_ATTRIBUTES = ("notes", "register", "range", "highest", "lowest", "black_keys", "rhythm")
 
 
 @dataclass
@@ -316,17 +316,49 @@ def figures(model: Model, baseline: Model | None, split: Split, axes: dict[str, 
 # ---------------------------------------------------------------- command line
 
 
-def split_windows(model: Model, name: str, corpus: str) -> tuple[np.ndarray, np.ndarray]:
-    """(N, L) every window of the split in every transposition, and (N,) True where a
-    window's transposition-invariant pattern occurs nowhere in train (the ``unseen`` part)."""
-    info = model.info.raw.get("training", {}).get("config", {}).get("data", {})
-    settings = DatasetSettings(corpus=info.get("corpus", corpus), seq_len=model.info.grid.seq_len,
-                               stride=info.get("stride", 4), track=info.get("track"))
+def model_settings(model: Model) -> DatasetSettings:
+    """The dataset settings the model was trained on (bach-soprano's before they were kept)."""
+    data = model.info.raw.get("training", {}).get("config", {}).get("data", {})
+    corpus = data.get("corpus", "bach")
+    return DatasetSettings(corpus=tuple(corpus) if isinstance(corpus, list) else corpus,
+                           seq_len=model.info.grid.seq_len, stride=data.get("stride", 4),
+                           track=data.get("track"), windows=data.get("windows", "stride"),
+                           max_shift=data.get("max_shift"))
+
+
+def split_windows(model: Model, name: str, source: str | None = None
+                  ) -> tuple[np.ndarray, np.ndarray]:
+    """(N, L) every window of the split in every transposition (of one source, if given), and
+    (N,) True where a window's transposition-invariant pattern occurs nowhere in train (the
+    ``unseen`` part)."""
+    settings = model_settings(model)
+    if source is not None and source not in settings.sources:
+        raise CorpusError(f"the model was not trained on {source!r} (its corpus: "
+                          f"{', '.join(settings.sources)})")
     dataset = build(settings, progress=False)
     if dataset.vocab != model.info.vocab:
         raise ModelError("the model's vocabulary does not match the dataset's")
-    windows = dataset.windows(name)
+    windows = dataset.windows(name, source=source)
     return windows, dataset.unseen(windows)
+
+
+def windows_of(other: Model, model: Model, name: str) -> tuple[np.ndarray, np.ndarray]:
+    """``other``'s split (windows and unseen mask, by ``other``'s train) in ``model``'s tokens:
+    two models measured on one set of windows. Windows outside ``model``'s range are left out."""
+    windows, unseen = split_windows(other, name)
+    shift = other.info.vocab.low - model.info.vocab.low  # pitch tokens move, rest/hold stay
+    moved = np.where(windows >= 2, windows + shift, windows)
+    fits = ((moved < model.info.vocab.size) & (moved >= 0)).all(axis=1)
+    return moved[fits], unseen[fits]
+
+
+def folder_windows(model: Model, folders: list[str]) -> np.ndarray:
+    """Every untransposed window of the melodies in ``folders`` (or music21 corpus names other
+    than the training ones), octave-moved into the model's range: melodies it never saw."""
+    settings = replace(model_settings(model), corpus=tuple(folders))
+    dataset = build(settings, progress=False, vocab=model.info.vocab)
+    chunks = [dataset.line_windows(i, transpose=False) for i in range(len(dataset.lines))]
+    return np.concatenate(chunks)
 
 
 def evaluate_parts(model: Model, windows: np.ndarray, unseen: np.ndarray, names: list[str],
@@ -346,6 +378,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("model", type=Path, help="regularised model directory")
     parser.add_argument("--baseline", type=Path, help="unregularised model directory")
     parser.add_argument("--split", default="test", choices=["train", "val", "test"])
+    where = parser.add_mutually_exclusive_group()
+    where.add_argument("--corpus", help="only this source of the model's training mix "
+                                        "(e.g. bach); default: all, each also reported alone")
+    where.add_argument("--windows-of", type=Path, metavar="MODEL",
+                       help="the split as MODEL's dataset defines it (two models, one test set)")
+    where.add_argument("--melodies", action="append", metavar="DIR",
+                       help="every window of the melodies in DIR instead of a split: tunes "
+                            "from outside the training collections (repeatable)")
     parser.add_argument("--out", type=Path, required=True, help="report directory")
     parser.add_argument("--phrases", type=int, default=300, help="phrases for axis sweeps")
     parser.add_argument("--preset", type=Path, default=default_preset(),
@@ -358,12 +398,17 @@ def run(args: argparse.Namespace) -> dict:
     model = Model(args.model, threads=2)
     baseline = Model(args.baseline, threads=2) if args.baseline else None
     axes = {name: axis.dim for name, axis in model.info.axes.items()}
-    windows, unseen = split_windows(model, args.split, "bach")
+    windows, unseen = evaluation_windows(model, args)
     args.out.mkdir(parents=True, exist_ok=True)
-    report = {"split": args.split, "model": str(args.model),
+    report = {"split": "melodies" if args.melodies else args.split, "model": str(args.model),
               "command": " ".join(["glsr-eval", *map(str, sys.argv[1:])])}
     report["regularised"], split = evaluate_parts(model, windows, unseen, list(axes),
                                                   args.phrases, args.preset)
+    sources = model_settings(model).sources
+    if len(sources) > 1 and not (args.corpus or args.windows_of or args.melodies):
+        report["per_corpus"] = {source: evaluate_parts(model, *split_windows(
+            model, args.split, source), list(axes), args.phrases, args.preset)[0]
+            for source in sources}
     if baseline is not None:
         report["baseline"], _ = evaluate_parts(baseline, windows, unseen, list(axes),
                                                args.phrases, None)
@@ -374,6 +419,17 @@ def run(args: argparse.Namespace) -> dict:
     return report
 
 
+def evaluation_windows(model: Model, args: argparse.Namespace
+                       ) -> tuple[np.ndarray, np.ndarray]:
+    """The windows ``args`` ask for and their unseen mask."""
+    if args.melodies:
+        windows = folder_windows(model, args.melodies)
+        return windows, np.ones(len(windows), dtype=bool)
+    if args.windows_of:
+        return windows_of(Model(args.windows_of), model, args.split)
+    return split_windows(model, args.split, args.corpus)
+
+
 def print_report(report: dict) -> None:
     for label in ("regularised", "baseline"):
         if label not in report:
@@ -381,6 +437,8 @@ def print_report(report: dict) -> None:
         print_part(label, report[label], report["split"])
         if "unseen" in report[label]:
             print_part(f"{label}, unseen part", report[label]["unseen"], report["split"])
+    for source, part in report.get("per_corpus", {}).items():
+        print_part(f"{source} alone", part, report["split"])
 
 
 def print_part(label: str, part: dict, split: str) -> None:

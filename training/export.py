@@ -1,6 +1,7 @@
 """glsr-export: a run's best checkpoint -> a model directory the daemon runs without torch.
 
-Writes encoder.onnx, decoder.onnx and model.json (docs/DESIGN.md, "the model directory"), and
+Writes encoder.onnx, decoder.onnx, model.json (docs/DESIGN.md, "the model directory") and the
+torch weights a fine-tune starts from (weights.pt), and
 refuses to write them when onnxruntime's logits differ from torch's by more than 1e-4 or
 their argmax differs.
 """
@@ -25,7 +26,7 @@ from glsr_live.tokens import Vocabulary
 from .checkpoint import CheckpointError, load_checkpoint
 from .config import ConfigError, from_dict
 from .corpus import CorpusError
-from .dataset import DatasetSettings, attribute_summary, build
+from .dataset import attribute_summary, build, dataset_settings
 from .model import GLSRVAE, ModelArgs
 from .train import read_metrics
 
@@ -54,6 +55,15 @@ class Decoder(nn.Module):
 
 class ParityError(RuntimeError):
     pass
+
+
+WEIGHTS = "weights.pt"  # torch weights beside the ONNX graphs: what `glsr-train --init` starts from
+
+
+def fine_tuning_weights(checkpoint: dict) -> dict:
+    """The checkpoint without its optimiser state: weights, shapes, config, vocabulary and
+    axes, all a fine-tune needs (the runtime never reads it)."""
+    return {key: value for key, value in checkpoint.items() if key != "optimizer"}
 
 
 def load_model(checkpoint: dict) -> GLSRVAE:
@@ -144,8 +154,7 @@ def export(run: Path, out: Path, checkpoint_name: str = "best.pt") -> dict:
     checkpoint = load_checkpoint(run / checkpoint_name)
     model = load_model(checkpoint)
     config = from_dict(checkpoint["config"])
-    settings = DatasetSettings(corpus=config.data.corpus, seq_len=config.data.seq_len,
-                               stride=config.data.stride, track=config.data.track)
+    settings = dataset_settings(config.data)
     dataset = build(settings, progress=False)
     windows = dataset.windows("train")
     sample = windows[np.random.default_rng(0).permutation(len(windows))[:20000]]
@@ -154,6 +163,7 @@ def export(run: Path, out: Path, checkpoint_name: str = "best.pt") -> dict:
     staging.chmod(0o755)  # mkdtemp makes it private; a model directory is meant to be shared
     try:
         export_graphs(model, staging)
+        torch.save(fine_tuning_weights(checkpoint), staging / WEIGHTS)
         info = model_json(checkpoint, windows, latent_stats(model, sample), run,
                           attribute_summary(sample, dataset), parity={})
         (staging / "model.json").write_text(json.dumps(info, indent=1))

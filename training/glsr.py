@@ -34,6 +34,32 @@ def expected_register(probs: torch.Tensor, pitches: torch.Tensor) -> torch.Tenso
     return (onset * pitches.clamp(min=0)).sum(dim=(1, 2)) / onset.sum(dim=(1, 2)).clamp(min=1e-3)
 
 
+def expected_range(probs: torch.Tensor, pitches: torch.Tensor) -> torch.Tensor:
+    """probs (B, L, K) -> (B,) E[highest - lowest played pitch | some note is played].
+
+    Exact under the factorised decoder: the highest pitch is at most p when no step plays a
+    pitch above p, so P(max <= p) = prod_t (1 - P(x_t is a pitch above p)); likewise for the
+    lowest. Pitch tokens are 2.. in rising pitch order.
+    """
+    onset = probs[..., 2:]  # (B, L, P)
+    below_or_at = onset.cumsum(dim=-1)  # (B, L, P) P(x_t is a pitch <= p)
+    above = onset.sum(dim=-1, keepdim=True) - below_or_at  # (B, L, P) P(x_t is a pitch > p)
+    none_above = _product_over_steps(1 - above)  # (B, P) P(max <= p), "no note" included
+    none_at_or_below = _product_over_steps(1 - below_or_at)  # (B, P) P(min > p)
+    silent = _product_over_steps(1 - onset.sum(dim=-1, keepdim=True))[:, 0]  # (B,)
+    values = pitches[2:].to(probs.dtype)  # (P,)
+    max_mass = torch.diff(none_above, dim=-1, prepend=silent[:, None])  # (B, P) P(max = p)
+    min_mass = -torch.diff(none_at_or_below, dim=-1,
+                           prepend=torch.ones_like(silent)[:, None])  # (B, P) P(min = p)
+    spread = ((max_mass - min_mass) * values).sum(dim=-1)  # E[max - min; some note]
+    return spread / (1 - silent).clamp(min=1e-3)
+
+
+def _product_over_steps(factors: torch.Tensor) -> torch.Tensor:
+    """factors (B, L, P) in [0, 1] -> (B, P) their product over steps, in log space."""
+    return factors.clamp(min=1e-12).log().sum(dim=1).exp()
+
+
 def expected_black_keys(probs: torch.Tensor, pitches: torch.Tensor) -> torch.Tensor:
     black = torch.zeros_like(pitches, dtype=probs.dtype)
     for pitch_class in BLACK_PITCH_CLASSES:
@@ -41,11 +67,12 @@ def expected_black_keys(probs: torch.Tensor, pitches: torch.Tensor) -> torch.Ten
     return (probs * black).sum(dim=(1, 2))
 
 
-NEEDS_NOTES = {"register"}  # attributes without a value for a window that has no notes
+NEEDS_NOTES = {"register", "range"}  # attributes without a value for a window without notes
 
 EXPECTATIONS: dict[str, Expectation] = {
     "notes": expected_notes,
     "register": expected_register,
+    "range": expected_range,
     "black_keys": expected_black_keys,
 }
 

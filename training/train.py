@@ -32,7 +32,7 @@ from .augment import thin_notes
 from .checkpoint import CheckpointError, load_checkpoint, load_latest, save_checkpoint
 from .config import Config, ConfigError
 from .corpus import CorpusError
-from .dataset import Dataset, DatasetSettings, build
+from .dataset import Dataset, build, dataset_settings
 from .glsr import (
     GRADIENT_ESTIMATORS,
     RegularisedAttribute,
@@ -508,8 +508,7 @@ def load_windows(config: Config, dataset: Dataset) -> tuple[np.ndarray, np.ndarr
 
 def make_run(config: Config, out: Path, runtime: Runtime, resume: dict | None,
              init: dict | None = None) -> Run:
-    settings = DatasetSettings(corpus=config.data.corpus, seq_len=config.data.seq_len,
-                               stride=config.data.stride, track=config.data.track)
+    settings = dataset_settings(config.data)
     dataset = build(settings, progress=runtime.main)
     train, val = load_windows(config, dataset)
     if len(train) < config.train.batch_size or len(val) == 0:
