@@ -29,7 +29,8 @@ def open_midi(path: str | Path) -> mido.MidiFile:
     except FileNotFoundError:
         raise MidiFileError(f"{path}: no such file") from None
     except (OSError, EOFError, ValueError, KeyError, IndexError, TypeError) as error:
-        raise MidiFileError(f"{path}: not a readable MIDI file ({error})") from None
+        raise MidiFileError(f"{path}: not a readable MIDI file ({error or type(error).__name__})"
+                            ) from None
 
 
 def track_names(midi: mido.MidiFile) -> list[str]:

@@ -179,6 +179,11 @@ def test_damaged_model_directories_are_one_line_errors(tiny_model_dir, tmp_path,
     ("[glsr]\nattributes = [{ name = 'notes', dim = 0, sigma = 0 }]\n", "sigma must be"),
     ("[train]\nbatch_size = 0\n", "batch_size must be at least 1"),
     ("[anneal]\nbeta_max = 0.2\n", "unknown section(s): anneal"),
+    ("[data]\ncorpus = ['bach', 'music21:ryansMammoth']\n", "reserved for evaluation"),
+    ("[data]\ncorpus = ['bach', 'bach']\n", "one source twice"),
+    ("[data]\nwindows = 'bar'\n", "windows must be 'stride' or 'bars'"),
+    ("[data]\nvocab = [80, 60]\n", "vocab must be [low, high]"),
+    ("[data]\nmax_shift = -1\n", "max_shift must be"),
 ])
 def test_bad_training_configs_are_one_line_errors(tmp_path, text, message):
     config = tmp_path / "bad.toml"

@@ -21,6 +21,7 @@ class DataConfig:
     stride: int = 4
     windows: str = "stride"  # "bars": windows start on each melody's bar lines only
     max_shift: int | None = None  # transpose at most this many semitones each way
+    vocab: list[int] | None = None  # [low, high] fixed pitch range (a fine-tune keeps its base's)
     max_windows: int = 0  # 0 = all; tests cap it
 
 
@@ -254,6 +255,11 @@ def check_data(data: DataConfig) -> None:
     if reserved:
         raise ConfigError(f"[data] corpus: {reserved[0]} is reserved for evaluation; train on "
                           "bach, essen, nottingham, oneill or your own folders")
+    if data.vocab is not None and not (
+            isinstance(data.vocab, list) and len(data.vocab) == 2
+            and all(isinstance(v, int) and not isinstance(v, bool) for v in data.vocab)
+            and 0 <= data.vocab[0] < data.vocab[1] <= 127):
+        raise ConfigError(f"[data] vocab must be [low, high] MIDI pitches, got {data.vocab!r}")
     if data.windows not in ("stride", "bars"):
         raise ConfigError(f"[data] windows must be 'stride' or 'bars', got {data.windows!r}")
     if data.max_shift is not None and (isinstance(data.max_shift, bool)

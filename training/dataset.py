@@ -73,6 +73,13 @@ def dataset_settings(data) -> DatasetSettings:
                            track=data.track, windows=data.windows, max_shift=data.max_shift)
 
 
+def build_for(data, progress: bool = True, cache_dir: Path | None = None) -> Dataset:
+    """The dataset a training config's [data] section describes, in its fixed pitch range
+    if it has one."""
+    vocab = Vocabulary(*data.vocab) if data.vocab else None
+    return build(dataset_settings(data), cache_dir or DEFAULT_CACHE, progress, vocab)
+
+
 @dataclass
 class Dataset:
     """Lines, their pieces and splits, and the vocabulary; windows are cut on demand."""

@@ -335,7 +335,9 @@ def split_windows(model: Model, name: str, source: str | None = None
     if source is not None and source not in settings.sources:
         raise CorpusError(f"the model was not trained on {source!r} (its corpus: "
                           f"{', '.join(settings.sources)})")
-    dataset = build(settings, progress=False)
+    data = model.info.raw.get("training", {}).get("config", {}).get("data", {})
+    dataset = build(settings, progress=False,
+                    vocab=model.info.vocab if data.get("vocab") else None)  # a fine-tune's
     if dataset.vocab != model.info.vocab:
         raise ModelError("the model's vocabulary does not match the dataset's")
     windows = dataset.windows(name, source=source)

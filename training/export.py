@@ -26,7 +26,7 @@ from glsr_live.tokens import Vocabulary
 from .checkpoint import CheckpointError, load_checkpoint
 from .config import ConfigError, from_dict
 from .corpus import CorpusError
-from .dataset import attribute_summary, build, dataset_settings
+from .dataset import attribute_summary, build_for
 from .model import GLSRVAE, ModelArgs
 from .train import read_metrics
 
@@ -154,8 +154,7 @@ def export(run: Path, out: Path, checkpoint_name: str = "best.pt") -> dict:
     checkpoint = load_checkpoint(run / checkpoint_name)
     model = load_model(checkpoint)
     config = from_dict(checkpoint["config"])
-    settings = dataset_settings(config.data)
-    dataset = build(settings, progress=False)
+    dataset = build_for(config.data, progress=False)
     windows = dataset.windows("train")
     sample = windows[np.random.default_rng(0).permutation(len(windows))[:20000]]
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from glsr_live.attributes import compute
+from glsr_live.errors import ModelError
 from glsr_live.model import logits_to_tokens
 from glsr_live.tokens import HOLD, Vocabulary
 
@@ -32,7 +33,7 @@ from .augment import thin_notes
 from .checkpoint import CheckpointError, load_checkpoint, load_latest, save_checkpoint
 from .config import Config, ConfigError
 from .corpus import CorpusError
-from .dataset import Dataset, build, dataset_settings
+from .dataset import Dataset, build_for
 from .glsr import (
     GRADIENT_ESTIMATORS,
     RegularisedAttribute,
@@ -508,9 +509,12 @@ def load_windows(config: Config, dataset: Dataset) -> tuple[np.ndarray, np.ndarr
 
 def make_run(config: Config, out: Path, runtime: Runtime, resume: dict | None,
              init: dict | None = None) -> Run:
-    settings = dataset_settings(config.data)
-    dataset = build(settings, progress=runtime.main)
+    dataset = build_for(config.data, progress=runtime.main)
     train, val = load_windows(config, dataset)
+    if init is not None:  # a fine-tune on a few tunes: smaller batches, train as val if need be
+        val = val if len(val) else train[: config.train.eval_windows]
+        config.train.batch_size = max(1, min(config.train.batch_size, len(train)))
+        config.glsr.batch = min(config.glsr.batch, config.train.batch_size)
     if len(train) < config.train.batch_size or len(val) == 0:
         raise ConfigError(f"too little data: {len(train)} train / {len(val)} val windows")
     torch.manual_seed(config.train.seed + runtime.rank)
@@ -530,6 +534,9 @@ def make_run(config: Config, out: Path, runtime: Runtime, resume: dict | None,
     optimizer = torch.optim.Adam(model.parameters(), lr=config.train.lr,
                                  weight_decay=config.train.weight_decay)
     attributes = regularised_attributes(config, train, dataset)
+    if init is not None and init.get("attributes") and config.regularize:
+        # the axes keep their meaning: a knob moves the same attribute at the same rate
+        attributes = [RegularisedAttribute(**a) for a in init["attributes"]]
     state = State()
     if resume is not None:
         check_same_data(resume, dataset.vocab)
@@ -566,7 +573,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--no-export", action="store_true", help="train only")
     parser.add_argument("--regularize", choices=["glsr", "none"], default=None,
                         help="'none' trains the unregularised baseline")
-    return parser.parse_args(argv)
+    parser.add_argument("--corpus", action="append", metavar="DIR",
+                        help="fine-tune on your own melodies (MIDI/MusicXML/ABC files under "
+                             "DIR; repeatable) from the default model, or --init MODEL_DIR; "
+                             "writes OUT/fit-report.md")
+    parser.add_argument("--from-scratch", action="store_true",
+                        help="with --corpus: train the melody recipe (or --config) on DIR alone")
+    args = parser.parse_args(argv)
+    if args.from_scratch and not args.corpus:
+        parser.error("--from-scratch goes with --corpus")
+    return args
 
 
 def resolve_config(args: argparse.Namespace) -> tuple[Config, dict | None]:
@@ -616,14 +632,17 @@ def forget_metrics_after(path: Path, step: int) -> None:
     os.replace(temporary, path)
 
 
-def run_training(args: argparse.Namespace) -> int:
-    config, checkpoint = resolve_config(args)
+def run_training(args: argparse.Namespace, config: Config | None = None,
+                 init: dict | None = None) -> int:
+    """Train (or resume) and export. ``config`` and ``init`` come ready from a fine-tune."""
+    config, checkpoint = (config, None) if config is not None else resolve_config(args)
     runtime = setup_runtime(args.device)
     if runtime.main:
         args.out.mkdir(parents=True, exist_ok=True)
         (args.out / "config.json").write_text(json.dumps(
             {**config.to_dict(), "digest": config.digest()}, indent=2))
-    init = load_checkpoint(args.init) if args.init and checkpoint is None else None
+    if init is None and args.init and checkpoint is None:
+        init = load_checkpoint(args.init)
     run = make_run(config, args.out, runtime, checkpoint, init)
     run.provenance = (checkpoint or {}).get("provenance") or provenance(
         config, args.config, run.dataset, runtime.device, args.init, init)
@@ -680,11 +699,47 @@ def export_model(run: Path, out: Path) -> int:
     return 0
 
 
+def fine_tune(args: argparse.Namespace) -> int:
+    """``--corpus DIR``: train from the base model's weights (or the recipe, from scratch) on
+    the folder, export, and write the fit report."""
+    from . import finetune
+
+    started = time.perf_counter()
+    folders = [str(Path(folder)) for folder in args.corpus]
+    weights, base, base_dir = finetune.base_weights(args.init)
+    if args.resume:
+        args.init = None  # the run's checkpoint holds everything
+        code = run_training(args)
+    else:
+        if args.from_scratch:
+            config, init = finetune.scratch_config(args.config or finetune.default_recipe(),
+                                                   folders), None
+        else:
+            config, init = finetune.fine_tune_config(base, folders, args.max_steps,
+                                                     args.max_minutes), base
+        if args.regularize is not None:
+            config.regularize = args.regularize == "glsr"
+        args.init = weights if init is not None else None
+        code = run_training(args, config, init)
+    if code != 0 or args.no_export:
+        return code
+    model_dir = args.export or args.out / "model"
+    report = finetune.write_fit_report(args.out, model_dir, base_dir, str(base_dir or weights),
+                                       time.perf_counter() - started)
+    print(f"glsr-train: held-out accuracy {finetune.before_after(report)}; report in "
+          f"{args.out / 'fit-report.md'}")
+    for note in report["warnings"]:
+        print(f"glsr-train: warning: {note}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
+        if args.corpus:
+            return fine_tune(args)
         return run_training(args)
-    except (ConfigError, CheckpointError, CorpusError) as error:
+    except (ConfigError, CheckpointError, CorpusError, ModelError) as error:
         print(f"glsr-train: {error}", file=sys.stderr)
         return EXIT_USAGE
     finally:

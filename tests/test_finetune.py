@@ -1,0 +1,86 @@
+"""glsr-train --corpus DIR: fine-tuning on a musician's own folder, and the fit report."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+from glsr_train.checkpoint import load_checkpoint
+from glsr_train.config import load
+from glsr_train.finetune import fine_tune_config
+
+from glsr_live.catalog import resolve_model
+from glsr_live.midifile import write_notes
+from glsr_live.model import Model
+from glsr_live.tokens import Grid, Note
+
+ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
+GLSR_TRAIN = [sys.executable, "-m", "glsr_train.train"]
+
+
+def write_tunes(folder: Path, count: int, seed: int = 1) -> None:
+    """``count`` eight-bar 4/4 melodies (a random walk in eighths to halves) as MIDI files."""
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    for index in range(count):
+        notes, onset, pitch = [], 0, 67
+        while onset < 8 * 16:
+            length = int(rng.choice([2, 4, 4, 8]))
+            pitch = int(np.clip(pitch + rng.integers(-3, 4), 60, 79))
+            notes.append(Note(onset, length, pitch))
+            onset += length
+        write_notes(folder / f"tune{index:02d}.mid", notes, Grid())
+
+
+def test_fine_tune_on_a_small_folder_exports_a_model_and_a_fit_report(tmp_path):
+    folder = tmp_path / "mine"
+    write_tunes(folder, 12)
+    (folder / "broken.mid").write_bytes(b"MThd garbage")
+    run = tmp_path / "run"
+    done = subprocess.run([*GLSR_TRAIN, "--corpus", str(folder), "--out", str(run),
+                           "--max-steps", "4"], capture_output=True, text=True, env=ENV,
+                          timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "fit-report.md" in done.stdout and "warning: only 12 tunes" in done.stdout
+    report = json.loads((run / "fit-report.json").read_text())
+    assert report["files_read"] == 12
+    assert "not a readable MIDI file" in report["files_skipped"][str(folder / "broken.mid")]
+    assert sum(report["tunes_per_split"].values()) == 12
+    assert report["phrases_per_split"]["train"] > 0
+    for side in ("before", "after"):
+        assert 0 <= report[side]["recon_accuracy"] <= 1
+        assert set(report[side]["axes"]) == set(report["after"]["axes"])
+    assert any("too few" in note for note in report["warnings"])
+    markdown = (run / "fit-report.md").read_text()
+    assert "| reconstruction accuracy |" in markdown and "broken.mid" in markdown
+    # the fine-tune keeps the base model's pitch range and axes, and says where it started
+    base, tuned = Model(resolve_model(None)), Model(run / "model")
+    assert tuned.info.vocab == base.info.vocab
+    assert {n: (a.dim, a.mu) for n, a in tuned.info.axes.items()} == {
+        n: (a.dim, a.mu) for n, a in base.info.axes.items()}
+    chain = load_checkpoint(run / "best.pt")["provenance"]["init_chain"]
+    assert chain[0]["checkpoint"].endswith("weights.pt")
+
+
+def test_fine_tune_config_starts_every_term_at_its_final_weight():
+    recipe = load(Path(__file__).resolve().parent.parent / "presets/train/melody.toml")
+    base = {"config": recipe.to_dict(), "vocab": [50, 86]}
+    config = fine_tune_config(base, ["/songs"], None, None)
+    assert config.data.corpus == ["/songs"] and config.data.vocab == [50, 86]
+    for term, ramp in config.schedule.items():
+        assert ramp.start == 0 and ramp.ramp == 0
+        assert ramp.value == recipe.schedule[term].value, term
+    assert config.train.lr < recipe.train.lr and config.train.max_minutes <= 15
+
+
+def test_corpus_without_usable_files_is_one_line(tmp_path):
+    folder = tmp_path / "empty"
+    folder.mkdir()
+    done = subprocess.run([*GLSR_TRAIN, "--corpus", str(folder), "--out", str(tmp_path / "r")],
+                          capture_output=True, text=True, env=ENV, timeout=120)
+    assert done.returncode == 2
+    assert len(done.stderr.strip().splitlines()) == 1 and "Traceback" not in done.stderr
