@@ -9,7 +9,7 @@ from pathlib import Path
 import mido
 import numpy as np
 import pytest
-from glsr_train.dataset import SPLITS, DatasetSettings, build, split_by_family
+from glsr_train.dataset import SPLITS, DatasetSettings, build, split_by_family, transpositions
 
 from glsr_live.tokens import is_canonical, notes_to_tokens, tokens_to_notes
 
@@ -141,3 +141,65 @@ def test_corrupt_cache_is_rebuilt(tmp_path):
         file.write_bytes(b"damaged")
     again = dataset_cli("--corpus", str(folder), "--cache", str(cache), "--json")
     assert again.returncode == 0 and json.loads(again.stdout)["from_cache"] is False
+
+
+WALTZ = """X:1
+T:Waltz with a pickup
+M:3/4
+L:1/8
+K:G
+"G"D2 | G2 B2 d2 | "C"e4 d2 | "D"c2 A2 F2 | "G"G4 D2 | G2 B2 d2 | "C"e4 d2 | "D"c2 A2 F2 | "G"G6 |]
+"""
+
+
+def test_windows_start_on_the_tunes_own_bar_lines_and_chord_symbols_are_not_notes(tmp_path):
+    """A 3/4 tune with a one-beat pickup: bar lines every 12 steps from the padded pickup bar,
+    windows of 32 steps (8 beats) start on them; the ABC chord symbols are not melody notes."""
+    from glsr_train.corpus import score_file_melody
+    from glsr_train.dataset import window_starts
+
+    path = tmp_path / "waltz.abc"
+    path.write_text(WALTZ)
+    settings = DatasetSettings(corpus=str(path), windows="bars")
+    melody = score_file_melody(path, settings.grid, None)
+    assert list(melody.bars) == list(range(0, 108, 12))
+    assert int((melody.line >= 0).sum()) == 20  # the melody's notes, no chord symbols
+    assert melody.line[8] == 62  # the pickup D4 sounds on the bar's last beat
+    assert list(window_starts(len(melody.line), settings, melody.bars)) == list(range(0, 73, 12))
+    every_fourth = DatasetSettings(corpus=str(path), windows="stride")
+    assert len(window_starts(len(melody.line), every_fourth, melody.bars)) == 20
+
+
+def write_walks(folder: Path, count: int, seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    folder.mkdir()
+    for index in range(count):
+        steps = rng.integers(-4, 5, 48)
+        write_melody(folder / f"walk{index}.mid", list(60 + np.cumsum(steps) % 24))
+
+
+def test_each_source_of_a_mix_is_split_on_its_own(tmp_path):
+    first, second = tmp_path / "first", tmp_path / "second"
+    write_walks(first, 30, seed=1)
+    write_walks(second, 30, seed=2)
+    settings = DatasetSettings(corpus=(str(first), str(second)), windows="bars", max_shift=2)
+    mixed = build(settings, tmp_path / "cache", progress=False)
+    assert mixed.sources.count(str(first)) == 30 and mixed.sources.count(str(second)) == 30
+    for source in (str(first), str(second)):
+        alone = build(DatasetSettings(corpus=source, windows="bars", max_shift=2),
+                      tmp_path / "cache", progress=False)
+        in_mix = [s for s, src in zip(mixed.splits, mixed.sources, strict=True) if src == source]
+        assert in_mix == alone.splits  # mixing never moves a tune to another split
+        assert {"train", "val", "test"} <= set(in_mix)
+    owners = {f: src for f, src in zip(mixed.families, mixed.sources, strict=True)}
+    assert all(owners[f] == src for f, src in zip(mixed.families, mixed.sources, strict=True))
+    for index, line in enumerate(mixed.lines):  # max_shift 2: at most five keys per tune
+        shifts = transpositions(line, mixed.vocab, 2)
+        assert 0 in shifts and len(shifts) <= 5 and min(shifts) >= -2 and max(shifts) <= 2
+        assert len(mixed.line_windows(index)) == len(shifts) * len(
+            mixed.line_windows(index, transpose=False))
+    info = json.loads(dataset_cli("--corpus", str(first), "--corpus", str(second), "--windows",
+                                  "bars", "--max-shift", "2", "--cache", str(tmp_path / "cache"),
+                                  "--json").stdout)
+    assert set(info["per_corpus"]) == {str(first), str(second)}
+    assert info["per_corpus"][str(first)]["pieces"] == 30
