@@ -266,5 +266,16 @@ def corpus_fingerprint(corpus: str, track: str | None) -> list[str]:
     return [str(track)] + [f"{f}:{f.stat().st_size}:{f.stat().st_mtime_ns}" for f in files]
 
 
+def line_to_notes(line: np.ndarray) -> list[Note]:
+    """Grid notes of a line (the inverse of ``notes_to_line``)."""
+    notes: list[Note] = []
+    for step, code in enumerate(line.tolist()):
+        if code >= 0:
+            notes.append(Note(step, 1, int(code)))
+        elif code == LINE_HOLD and notes and notes[-1].end == step:
+            notes[-1] = Note(notes[-1].onset, notes[-1].length + 1, notes[-1].pitch)
+    return notes
+
+
 def pitches_of(lines: Iterable[np.ndarray]) -> np.ndarray:
     return np.concatenate([line[line >= 0] for line in lines])

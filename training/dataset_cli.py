@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 import time
 from dataclasses import replace
 from pathlib import Path
 
-from glsr_live.midifile import MidiFileError
+from glsr_live.midifile import MidiFileError, write_notes
 
 from . import config as config_module
-from .corpus import NAMED_CORPORA, CorpusError
+from .corpus import NAMED_CORPORA, CorpusError, line_to_notes
 from .dataset import (
     DEFAULT_CACHE,
     WINDOW_MODES,
@@ -40,6 +41,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--max-shift", type=int,
                         help="transpose at most this many semitones each way (default: all)")
     parser.add_argument("--cache", type=Path, default=DEFAULT_CACHE, help="cache folder")
+    parser.add_argument("--export-midi", type=Path, metavar="DIR",
+                        help="also write the melodies of --split as MIDI files to DIR")
+    parser.add_argument("--split", choices=["train", "val", "test"], default="test",
+                        help="the split --export-midi writes (default: test)")
+    parser.add_argument("--limit", type=int, default=0,
+                        help="--export-midi: at most this many melodies, whole families first")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     return parser.parse_args(argv)
@@ -68,6 +75,19 @@ def print_summary(info: dict, seconds: float) -> None:
               f"{stats['mean']:6.2f}  p95 {stats['p95']:6.2f}  max {stats['max']:6.2f}")
 
 
+def export_midi(dataset, split: str, folder: Path, limit: int) -> int:
+    """Write the melodies of ``split`` as MIDI files (whole tune families, in family order, up
+    to ``limit`` melodies); returns how many."""
+    pieces = sorted(dataset.pieces(split), key=lambda i: (dataset.families[i], i))
+    pieces = pieces[:limit] if limit > 0 else pieces
+    folder.mkdir(parents=True, exist_ok=True)
+    for index in pieces:
+        stem = re.sub(r"[^A-Za-z0-9._-]+", "_", dataset.names[index]).strip("_")[:80]
+        write_notes(folder / f"{index:05d}-{stem}.mid", line_to_notes(dataset.lines[index]),
+                    dataset.grid, text=dataset.names[index])
+    return len(pieces)
+
+
 def settings_from(args: argparse.Namespace) -> DatasetSettings:
     """[data] of --config (or the defaults), overridden by the command line's options."""
     data = config_module.load(args.config).data if args.config else config_module.DataConfig()
@@ -91,12 +111,16 @@ def main(argv: list[str] | None = None) -> int:
         print(f"glsr-dataset: {error}", file=sys.stderr)
         return EXIT_USAGE
     info = summary(dataset)
+    if args.export_midi:
+        info["exported"] = export_midi(dataset, args.split, args.export_midi, args.limit)
     seconds = time.perf_counter() - started
     info["seconds"] = round(seconds, 2)
     if args.json:
         print(json.dumps(info))
-    else:
-        print_summary(info, seconds)
+        return 0
+    print_summary(info, seconds)
+    if args.export_midi:
+        print(f"wrote {info['exported']} {args.split} melodies to {args.export_midi}")
     return 0
 
 
