@@ -145,6 +145,7 @@ def morph_sweeps(model: Model, split: Split, pairs: int, steps: int = 9, seed: i
     should hold at A's decoded values (notes within 1, register within 2 semitones) while the
     melody goes from A's to B's (token agreement with each window at each end)."""
     rng = np.random.default_rng(seed)
+    pairs = min(pairs, len(split.mu) // 2)  # a split of fewer windows gives fewer pairs
     chosen = rng.permutation(len(split.mu))[: 2 * pairs].reshape(-1, 2)
     amounts = np.linspace(0.0, 1.0, steps)
     z = np.stack([morph_latent(split.mu[a], split.mu[b], m, model.info)

@@ -1,0 +1,103 @@
+"""glsr-eval on a model trained on a mix of sources: per-source numbers, other models' splits,
+and melodies from outside the training data."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import ROOT
+
+from glsr_live.midifile import write_notes
+from glsr_live.tokens import Grid, Note
+
+ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
+
+
+def write_walks(folder: Path, count: int, seed: int) -> None:
+    """``count`` eight-bar melodies (random walks in eighths to halves) as MIDI files."""
+    rng = np.random.default_rng(seed)
+    folder.mkdir(parents=True)
+    for index in range(count):
+        notes, onset, pitch = [], 0, 64 + seed
+        while onset < 8 * 16:
+            length = int(rng.choice([2, 4, 4, 8]))
+            pitch = int(np.clip(pitch + rng.integers(-4, 5), 55, 80))
+            notes.append(Note(onset, length, pitch))
+            onset += length
+        write_notes(folder / f"walk{index}.mid", notes, Grid())
+
+
+def run(module: str, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", module, *args], capture_output=True, text=True,
+                          env=ENV, timeout=600)
+
+
+@pytest.fixture(scope="module")
+def mixed_model(tmp_path_factory) -> tuple[Path, Path, Path]:
+    """A tiny three-axis model trained on two folders, with bar-line windows, like melody."""
+    base = tmp_path_factory.mktemp("mixed")
+    first, second = base / "first", base / "second"
+    write_walks(first, 30, seed=1)
+    write_walks(second, 30, seed=2)
+    recipe = (ROOT / "presets/train/tiny.toml").read_text()
+    recipe = recipe.replace('corpus = "bach"', f'corpus = ["{first}", "{second}"]\n'
+                            'windows = "bars"\nmax_shift = 2')
+    recipe = recipe.replace('attributes = [{ name = "notes", dim = 0 }, { name = "register", '
+                            'dim = 1 }]', 'attributes = [{ name = "notes", dim = 0 }, '
+                            '{ name = "register", dim = 1 }, { name = "range", dim = 2 }]')
+    config = base / "mixed.toml"
+    config.write_text(recipe)
+    done = run("glsr_train.train", "--config", str(config), "--out", str(base / "run"))
+    assert done.returncode == 0, done.stderr[-2000:]
+    return base / "run" / "model", first, second
+
+
+def evaluate(model: Path, out: Path, *args: str) -> dict:
+    done = run("glsr_train.evaluate", str(model), "--out", str(out), "--no-figures",
+               "--phrases", "20", *args)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return json.loads((out / "metrics.json").read_text())
+
+
+def test_a_mixed_model_is_reported_whole_and_per_source(mixed_model, tmp_path):
+    model, first, second = mixed_model
+    report = evaluate(model, tmp_path / "r", "--split", "val")
+    assert set(report["per_corpus"]) == {str(first), str(second)}
+    whole = report["regularised"]
+    parts = [report["per_corpus"][str(source)]["windows"] for source in (first, second)]
+    assert sum(parts) == whole["windows"]
+    assert set(whole["attributes"]) == {"notes", "register", "range"}
+    assert "notes" in whole["attributes"]["range"]["cross_attribute"]
+
+
+def test_melodies_from_elsewhere_are_measured_whole_and_in_their_own_keys(mixed_model,
+                                                                          tmp_path):
+    model, *_ = mixed_model
+    elsewhere = tmp_path / "elsewhere"
+    write_walks(elsewhere, 6, seed=3)
+    report = evaluate(model, tmp_path / "r", "--melodies", str(elsewhere))
+    assert report["split"] == "melodies"
+    assert report["regularised"]["windows"] == 6 * 7  # 8 bars: 7 windows from bar lines
+    assert "per_corpus" not in report and "unseen" not in report["regularised"]
+
+
+def test_two_models_measured_on_one_models_split(tiny_model_dir, tmp_path):
+    shipped = ROOT / "presets/models/bach-soprano"
+    own = evaluate(shipped, tmp_path / "own", "--split", "val")
+    other = evaluate(tiny_model_dir, tmp_path / "other", "--split", "val", "--windows-of",
+                     str(shipped))
+    assert other["regularised"]["windows"] == own["regularised"]["windows"]
+    assert other["regularised"]["unseen_share"] == own["regularised"]["unseen_share"]
+
+
+def test_a_source_the_model_never_saw_is_one_line(mixed_model, tmp_path):
+    model, *_ = mixed_model
+    done = run("glsr_train.evaluate", str(model), "--out", str(tmp_path), "--corpus", "essen")
+    assert done.returncode == 2
+    assert "not trained on 'essen'" in done.stderr and "Traceback" not in done.stderr
