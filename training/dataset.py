@@ -62,9 +62,6 @@ class DatasetSettings:
     def sources(self) -> tuple[str, ...]:
         return (self.corpus,) if isinstance(self.corpus, str) else tuple(self.corpus)
 
-    def with_corpus(self, source: str) -> DatasetSettings:
-        return replace(self, corpus=source)
-
 
 def dataset_settings(data) -> DatasetSettings:
     """The settings a training config's [data] section describes."""

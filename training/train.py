@@ -29,6 +29,7 @@ from glsr_live.model import logits_to_tokens
 from glsr_live.tokens import HOLD, Vocabulary
 
 from . import config as config_module
+from . import finetune
 from .augment import thin_notes
 from .checkpoint import CheckpointError, load_checkpoint, load_latest, save_checkpoint
 from .config import Config, ConfigError
@@ -702,11 +703,11 @@ def export_model(run: Path, out: Path) -> int:
 def fine_tune(args: argparse.Namespace) -> int:
     """``--corpus DIR``: train from the base model's weights (or the recipe, from scratch) on
     the folder, export, and write the fit report."""
-    from . import finetune
-
     started = time.perf_counter()
     folders = [str(Path(folder)) for folder in args.corpus]
     weights, base, base_dir = finetune.base_weights(args.init)
+    if not args.resume and (args.out / "latest.pt").exists():
+        raise ConfigError(f"{args.out} already holds a run; add --resume or choose another --out")
     if args.resume:
         args.init = None  # the run's checkpoint holds everything
         code = run_training(args)
