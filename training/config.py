@@ -35,6 +35,7 @@ class ModelConfig:
     bidirectional: bool = False
     logvar_bias: float = -3.0
     forget_bias: float = 0.0
+    z_every_step: bool = False  # the paper's decoder sees z at step 0 only
 
 
 @dataclass

@@ -24,6 +24,7 @@ class ModelArgs:
     bidirectional: bool = False  # encoder only; the paper does not say
     logvar_bias: float = -3.0  # start with narrow posteriors so z carries information early
     forget_bias: float = 0.0  # added to the LSTM forget gates: z must survive L steps
+    z_every_step: bool = False  # the paper feeds z at the first step only; True: at every step
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -59,10 +60,19 @@ class GLSRVAE(nn.Module):
         return self.to_mu(last), self.to_logvar(last)
 
     def decoder_inputs(self, z: torch.Tensor) -> torch.Tensor:
-        """z (B, d) -> (B, L, d + 1): z and the mask 1 at step 0, zeros after."""
-        batch = z.shape[0]
+        """z (B, d) -> (B, L, d + 1): z and the mask 1 at step 0, zeros after.
+
+        With ``z_every_step`` z stays in the input at every step (the mask still marks step 0):
+        the decoder need not carry the phrase through 32 steps of its state. Each step's
+        distribution still depends on z only, so the attribute expectations stay exact.
+        """
+        batch, length = z.shape[0], self.args.seq_len
+        mask = z.new_zeros(batch, length, 1)
+        mask[:, 0] = 1.0
+        if self.args.z_every_step:
+            return torch.cat([z.unsqueeze(1).expand(batch, length, z.shape[1]), mask], dim=2)
         first = torch.cat([z, z.new_ones(batch, 1)], dim=1).unsqueeze(1)  # (B, 1, d + 1)
-        rest = z.new_zeros(batch, self.args.seq_len - 1, z.shape[1] + 1)
+        rest = z.new_zeros(batch, length - 1, z.shape[1] + 1)
         return torch.cat([first, rest], dim=1)
 
     def decode(self, z: torch.Tensor, twice_differentiable: bool = False) -> torch.Tensor:
