@@ -168,3 +168,20 @@ def test_expected_range_is_the_mean_range_of_sampled_phrases():
         samples = torch.distributions.Categorical(probs=probs[row]).sample((200_000,)).numpy()
         sampled = pitch_range(samples, VOCAB)
         assert abs(expected[row].item() - np.nanmean(sampled)) < 0.05, row
+
+
+def test_the_decoder_sees_z_at_the_first_step_or_at_every_step():
+    """The paper's decoder input is [z, 1] at step 0 and zeros after; with z_every_step it is
+    [z, 0] at every later step. Either way each step depends on z alone, so the unrolled LSTM
+    (for double backward) must decode exactly what torch's LSTM decodes."""
+    z = torch.randn(3, 4, dtype=torch.float64)
+    for every_step in (False, True):
+        torch.manual_seed(0)
+        model = GLSRVAE(ModelArgs(vocab_size=VOCAB.size, latent_dim=4, embed_dim=8, hidden=16,
+                                  z_every_step=every_step)).double().eval()
+        inputs = model.decoder_inputs(z)  # (B, L, d + 1)
+        assert torch.equal(inputs[:, 0], torch.cat([z, torch.ones(3, 1, dtype=z.dtype)], 1))
+        later = inputs[:, 1:, :4]
+        assert torch.equal(later, z[:, None].expand_as(later)) if every_step else not later.any()
+        assert not inputs[:, 1:, 4].any()
+        assert torch.allclose(model.decode(z), model.decode(z, twice_differentiable=True))
