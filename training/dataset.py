@@ -112,9 +112,10 @@ class Dataset:
         chunks = [self.line_windows(i, transpose) for i in self.pieces(split, source)]
         return np.concatenate(chunks) if chunks else np.zeros((0, self.settings.seq_len), np.int64)
 
-    def train_patterns(self) -> np.ndarray:
-        """Sorted unique transposition-invariant patterns of the train split's windows."""
-        return np.unique(np.concatenate([self.patterns[i] for i in self.pieces("train")]
+    def train_patterns(self, source: str | None = None) -> np.ndarray:
+        """Sorted unique transposition-invariant patterns of the train split's windows (of one
+        source, if given)."""
+        return np.unique(np.concatenate([self.patterns[i] for i in self.pieces("train", source)]
                                         or [np.zeros(0, np.uint64)]))
 
     def unseen(self, windows: np.ndarray) -> np.ndarray:
@@ -190,19 +191,26 @@ def untransposed_windows(dataset: Dataset, pieces: list[int]) -> np.ndarray:
 
 
 def split_by_family(lines: list[np.ndarray], names: list[str], settings: DatasetSettings,
-                    vocab: Vocabulary) -> tuple[list[int], list[str], list[np.ndarray]]:
+                    vocab: Vocabulary, bars: list[np.ndarray] | None = None
+                    ) -> tuple[list[int], list[str], list[np.ndarray]]:
     """(family id, split, unique window patterns) of every line: near-copies of a tune share a
     family and a split.
 
     Families come from windows every ``stride`` steps whatever windows training uses, so a
     source splits the same way in every mix (the melody model's Bach test split is
-    bach-soprano's) and "unseen" means unseen at any offset.
+    bach-soprano's). A line's patterns also include its own windows' (bar lines of a 6/8 tune
+    with an eighth pickup fall between those steps), so "unseen" means unseen at any offset.
     """
     dense = replace(settings, windows="stride")
     windows = [line_windows(line, dense, vocab, transpose=False) for line in lines]
     patterns = [np.unique(window_patterns(w)) for w in windows]
     families = tune_families(patterns)
     splits = assign_families(families, names, [len(w) for w in windows], settings.split)
+    if bars is not None and settings.windows != "stride":
+        own = [line_windows(line, settings, vocab, False, b) for line, b in zip(lines, bars,
+                                                                               strict=True)]
+        patterns = [np.union1d(p, window_patterns(w)) for p, w in zip(patterns, own,
+                                                                      strict=True)]
     return families, splits, patterns
 
 
@@ -325,7 +333,7 @@ def split_each_source(dataset: Dataset) -> None:
         members = [i for i in range(count) if dataset.sources[i] == source]
         families, splits, patterns = split_by_family(
             [dataset.lines[i] for i in members], [dataset.names[i] for i in members],
-            dataset.settings, dataset.vocab)
+            dataset.settings, dataset.vocab, [dataset.bars[i] for i in members])
         for position, index in enumerate(members):
             dataset.families[index] = members[families[position]]  # unique across sources
             dataset.splits[index] = splits[position]
@@ -350,7 +358,7 @@ def attribute_summary(windows: np.ndarray, dataset: Dataset) -> dict[str, dict[s
 
 def source_summary(dataset: Dataset, source: str) -> dict:
     """Pieces, families, windows and overlap of one source's splits."""
-    train_patterns = dataset.train_patterns()
+    train_patterns, own_patterns = dataset.train_patterns(), dataset.train_patterns(source)
     pieces = {split: dataset.pieces(split, source) for split in SPLITS}
     return {
         "pieces": sum(len(p) for p in pieces.values()),
@@ -360,6 +368,11 @@ def source_summary(dataset: Dataset, source: str) -> dict:
                     for split, p in pieces.items()},
         "overlap_with_train": {
             split: round(overlap_share(untransposed_windows(dataset, p), train_patterns), 4)
+            for split, p in pieces.items()},
+        # against the source's own train only: near-copies within a collection (the leak the
+        # family split prevents), without figures common to every style
+        "overlap_with_own_train": {
+            split: round(overlap_share(untransposed_windows(dataset, p), own_patterns), 4)
             for split, p in pieces.items()},
         "skipped": dataset.skipped_per_source.get(source, 0),
     }

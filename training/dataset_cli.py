@@ -67,7 +67,10 @@ def print_summary(info: dict, seconds: float) -> None:
               f"{part['skipped']} skipped; windows "
               + ", ".join(f"{k} {v}" for k, v in part["windows"].items())
               + "; overlap with train " + ", ".join(
-                  f"{k} {v:.3f}" for k, v in part["overlap_with_train"].items() if k != "train"))
+                  f"{k} {v:.3f}" for k, v in part["overlap_with_train"].items() if k != "train")
+              + " (own train " + ", ".join(
+                  f"{k} {v:.3f}" for k, v in part["overlap_with_own_train"].items()
+                  if k != "train") + ")")
     print(f"vocabulary  {info['vocab']} tokens, pitches {info['pitch_range'][0]}"
           f"..{info['pitch_range'][1]}")
     for name, stats in info["attributes"].items():
