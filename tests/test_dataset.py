@@ -203,6 +203,8 @@ def test_each_source_of_a_mix_is_split_on_its_own(tmp_path):
                                   "--json").stdout)
     assert set(info["per_corpus"]) == {str(first), str(second)}
     assert info["per_corpus"][str(first)]["pieces"] == 30
+    for part in info["per_corpus"].values():  # train against itself: every window seen
+        assert part["overlap_with_train"]["train"] == part["overlap_with_own_train"]["train"] == 1
 
 
 def test_export_midi_writes_a_splits_melodies_that_read_back_the_same(tmp_path):
