@@ -15,7 +15,7 @@ from pathlib import Path
 from .errors import ModelError
 
 PRESETS_ENV = "GLSR_LIVE_PRESETS"
-DEFAULT_MODEL = "bach-soprano"
+DEFAULT_MODEL = "melody"
 CHECKOUT_PRESETS = Path(__file__).resolve().parent.parent / "presets"
 
 

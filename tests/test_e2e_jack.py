@@ -12,7 +12,9 @@ import pytest
 from conftest import ROOT, open_notes
 from jack import Peer, cleaned_up, daemon_with_peers, jack_env, jack_server
 
-SHIPPED = ROOT / "presets" / "models" / "bach-soprano"
+from glsr_live.catalog import resolve_model
+
+SHIPPED = ROOT / "presets" / "models" / "melody"  # the default: `glsr-live run` plays it
 BPM = 240.0
 STEP = 60 / BPM / 4
 LOOP = 32 * STEP
@@ -25,10 +27,12 @@ def jack_env_private():
         yield jack_env(name)
 
 
-def daemon_command(model: Path):
-    """The daemon with port names of its own, so no other client on the server is mistaken."""
+def daemon_command(model: Path | None):
+    """The daemon with port names of its own, so no other client on the server is mistaken;
+    with no model, whatever `glsr-live run` plays by default."""
+    chosen = ["--model", str(model)] if model is not None else []
     return lambda tag: [sys.executable, "-m", "glsr_live.cli", "run", "--api", "jack", "--quiet",
-                        "--bpm", str(BPM), "--model", str(model), "--virtual-in", f"{tag} in",
+                        "--bpm", str(BPM), *chosen, "--virtual-in", f"{tag} in",
                         "--virtual-out", f"{tag} out"]
 
 
@@ -53,15 +57,16 @@ def phrase_comes_back(to_daemon: Peer, from_daemon: Peer):
 @pytest.fixture
 def daemon_ports(jack_env_private, request):
     model = request.param
-    if not (model / "model.json").is_file():  # shipped and tracked: a move must not skip this
-        pytest.fail(f"{model} is missing: the only test of the real knob cannot run")
+    if not (SHIPPED / "model.json").is_file():  # shipped and tracked: a move must not skip this
+        pytest.fail(f"{SHIPPED} is missing: the only test of the real knob cannot run")
+    assert resolve_model(None).resolve() == SHIPPED.resolve(), "the default is not melody"
     started = daemon_with_peers(jack_env_private, daemon_command(model), phrase_comes_back)
     process, *peers, _ = started
     with cleaned_up(process, *peers):
         yield started
 
 
-@pytest.mark.parametrize("daemon_ports", [SHIPPED], indirect=True)
+@pytest.mark.parametrize("daemon_ports", [None], indirect=True)  # no --model: the default
 def test_note_count_knob_raises_note_count_and_sigterm_closes_everything(daemon_ports):
     process, to_daemon, from_daemon, received = daemon_ports
     counts = []
