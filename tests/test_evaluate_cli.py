@@ -42,11 +42,12 @@ def run(module: str, *args: str) -> subprocess.CompletedProcess:
 def mixed_model(tmp_path_factory) -> tuple[Path, Path, Path]:
     """A tiny three-axis model trained on two folders, with bar-line windows, like melody."""
     base = tmp_path_factory.mktemp("mixed")
-    first, second = base / "first", base / "second"
+    first, second, single = base / "first", base / "second", base / "single"
     write_walks(first, 30, seed=1)
     write_walks(second, 30, seed=2)
+    write_walks(single, 1, seed=4)  # one tune: all in train, like music21's Nottingham
     recipe = (ROOT / "presets/train/tiny.toml").read_text()
-    recipe = recipe.replace('corpus = "bach"', f'corpus = ["{first}", "{second}"]\n'
+    recipe = recipe.replace('corpus = "bach"', f'corpus = ["{first}", "{second}", "{single}"]\n'
                             'windows = "bars"\nmax_shift = 2')
     recipe = recipe.replace('attributes = [{ name = "notes", dim = 0 }, { name = "register", '
                             'dim = 1 }]', 'attributes = [{ name = "notes", dim = 0 }, '
@@ -55,7 +56,7 @@ def mixed_model(tmp_path_factory) -> tuple[Path, Path, Path]:
     config.write_text(recipe)
     done = run("glsr_train.train", "--config", str(config), "--out", str(base / "run"))
     assert done.returncode == 0, done.stderr[-2000:]
-    return base / "run" / "model", first, second
+    return base / "run" / "model", first, second, single
 
 
 def evaluate(model: Path, out: Path, *args: str) -> dict:
@@ -66,9 +67,10 @@ def evaluate(model: Path, out: Path, *args: str) -> dict:
 
 
 def test_a_mixed_model_is_reported_whole_and_per_source(mixed_model, tmp_path):
-    model, first, second = mixed_model
+    model, first, second, single = mixed_model
     report = evaluate(model, tmp_path / "r", "--split", "val")
-    assert set(report["per_corpus"]) == {str(first), str(second)}
+    assert set(report["per_corpus"]) == {str(first), str(second), str(single)}
+    assert report["per_corpus"][str(single)] == {"windows": 0}
     whole = report["regularised"]
     parts = [report["per_corpus"][str(source)]["windows"] for source in (first, second)]
     assert sum(parts) == whole["windows"]

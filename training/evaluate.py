@@ -409,9 +409,7 @@ def run(args: argparse.Namespace) -> dict:
                                                   args.phrases, args.preset)
     sources = model_settings(model).sources
     if len(sources) > 1 and not (args.corpus or args.windows_of or args.melodies):
-        report["per_corpus"] = {source: evaluate_parts(model, *split_windows(
-            model, args.split, source), list(axes), args.phrases, args.preset)[0]
-            for source in sources}
+        report["per_corpus"] = per_source(model, args, list(axes))
     if baseline is not None:
         report["baseline"], _ = evaluate_parts(baseline, windows, unseen, list(axes),
                                                args.phrases, None)
@@ -420,6 +418,17 @@ def run(args: argparse.Namespace) -> dict:
         report["figures"] = figures(model, baseline, split, axes, args.out)
     (args.out / "metrics.json").write_text(json.dumps(report, indent=1))
     return report
+
+
+def per_source(model: Model, args: argparse.Namespace, names: list[str]) -> dict:
+    """The metrics of each source's part of the split; a source without windows there (music21's
+    two Nottingham tunes are both in train) is reported as such."""
+    parts = {}
+    for source in model_settings(model).sources:
+        windows, unseen = split_windows(model, args.split, source)
+        parts[source] = (evaluate_parts(model, windows, unseen, names, args.phrases,
+                                        args.preset)[0] if len(windows) else {"windows": 0})
+    return parts
 
 
 def evaluation_windows(model: Model, args: argparse.Namespace
@@ -441,7 +450,8 @@ def print_report(report: dict) -> None:
         if "unseen" in report[label]:
             print_part(f"{label}, unseen part", report[label]["unseen"], report["split"])
     for source, part in report.get("per_corpus", {}).items():
-        print_part(f"{source} alone", part, report["split"])
+        if part["windows"]:
+            print_part(f"{source} alone", part, report["split"])
 
 
 def print_part(label: str, part: dict, split: str) -> None:

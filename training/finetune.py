@@ -30,6 +30,7 @@ FINE_TUNE_LR = (3e-4, 3e-5)  # a tenth of the recipe's: move the model, do not r
 SWEEP_PHRASES = 200
 TOO_FEW_TUNES = 30  # below this, or without held-out tunes, the report warns
 TOO_FEW_WINDOWS = 500  # untransposed training windows
+TOO_FEW_HELD_OUT = 200  # held-out phrases behind the before/after numbers
 
 
 def base_weights(init: Path | None) -> tuple[Path, dict, Path | None]:
@@ -113,6 +114,10 @@ def warnings_for(dataset: Dataset, split: str) -> list[str]:
     if train_windows < TOO_FEW_WINDOWS:
         notes.append(f"only {train_windows} training phrases (bar-line windows): the model "
                      "may learn these tunes by heart rather than your style")
+    held_out = len(dataset.windows(split, transpose=False))
+    if split != "train" and held_out < TOO_FEW_HELD_OUT:
+        notes.append(f"only {held_out} held-out phrases from {len(dataset.pieces(split))} "
+                     "tunes: a before/after difference of a few points is noise")
     if split != "test":
         notes.append(f"no held-out test tunes: the numbers are on the {split} split, which "
                      + ("training saw" if split == "train" else "chose the checkpoint"))
