@@ -317,9 +317,14 @@ def figures(model: Model, baseline: Model | None, split: Split, axes: dict[str, 
 # ---------------------------------------------------------------- command line
 
 
+def trained_data(model: Model) -> dict:
+    """The [data] section the model was trained with (empty for models that predate it)."""
+    return model.info.raw.get("training", {}).get("config", {}).get("data", {})
+
+
 def model_settings(model: Model) -> DatasetSettings:
     """The dataset settings the model was trained on (bach-soprano's before they were kept)."""
-    data = model.info.raw.get("training", {}).get("config", {}).get("data", {})
+    data = trained_data(model)
     corpus = data.get("corpus", "bach")
     return DatasetSettings(corpus=tuple(corpus) if isinstance(corpus, list) else corpus,
                            seq_len=model.info.grid.seq_len, stride=data.get("stride", 4),
@@ -336,9 +341,8 @@ def split_windows(model: Model, name: str, source: str | None = None
     if source is not None and source not in settings.sources:
         raise CorpusError(f"the model was not trained on {source!r} (its corpus: "
                           f"{', '.join(settings.sources)})")
-    data = model.info.raw.get("training", {}).get("config", {}).get("data", {})
-    dataset = build(settings, progress=False,
-                    vocab=model.info.vocab if data.get("vocab") else None)  # a fine-tune's
+    fixed = trained_data(model).get("vocab")  # a fine-tune's pitch range is its base's
+    dataset = build(settings, progress=False, vocab=model.info.vocab if fixed else None)
     if dataset.vocab != model.info.vocab:
         raise ModelError("the model's vocabulary does not match the dataset's")
     windows = dataset.windows(name, source=source)
