@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from glsr_live.midifile import write_notes
 from glsr_live.model import ModelInfo, parse_model_json
 from glsr_live.tokens import Grid, Note, Vocabulary, notes_to_tokens
 
@@ -30,6 +31,22 @@ def model_json(latent_dim: int = 4) -> dict:
         "latent_stats": {k: [v] * latent_dim for k, v in
                          (("mean", 0.0), ("std", 1.0), ("p5", -1.6), ("p95", 1.6))},
     }
+
+
+def write_walk_tunes(folder: Path, count: int, seed: int, start: int, pitches: tuple[int, int],
+                     leap: int, stem: str) -> None:
+    """``count`` eight-bar 4/4 melodies as MIDI files: random walks from ``start`` by at most
+    ``leap`` semitones within ``pitches``, in eighths to halves."""
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    for index in range(count):
+        notes, onset, pitch = [], 0, start
+        while onset < 8 * 16:
+            length = int(rng.choice([2, 4, 4, 8]))
+            pitch = int(np.clip(pitch + rng.integers(-leap, leap + 1), *pitches))
+            notes.append(Note(onset, length, pitch))
+            onset += length
+        write_notes(folder / f"{stem}{index:02d}.mid", notes, Grid())
 
 
 class FakeModel:

@@ -9,28 +9,15 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
-from conftest import ROOT
-
-from glsr_live.midifile import write_notes
-from glsr_live.tokens import Grid, Note
+from conftest import ROOT, write_walk_tunes
 
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
 
 
 def write_walks(folder: Path, count: int, seed: int) -> None:
-    """``count`` eight-bar melodies (random walks in eighths to halves) as MIDI files."""
-    rng = np.random.default_rng(seed)
-    folder.mkdir(parents=True)
-    for index in range(count):
-        notes, onset, pitch = [], 0, 64 + seed
-        while onset < 8 * 16:
-            length = int(rng.choice([2, 4, 4, 8]))
-            pitch = int(np.clip(pitch + rng.integers(-4, 5), 55, 80))
-            notes.append(Note(onset, length, pitch))
-            onset += length
-        write_notes(folder / f"walk{index}.mid", notes, Grid())
+    write_walk_tunes(folder, count, seed, start=64 + seed, pitches=(55, 80), leap=4,
+                     stem="walk")
 
 
 def run(module: str, *args: str) -> subprocess.CompletedProcess:

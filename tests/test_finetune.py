@@ -8,32 +8,20 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
+from conftest import write_walk_tunes
 from glsr_train.checkpoint import load_checkpoint
 from glsr_train.config import load
 from glsr_train.finetune import fine_tune_config
 
 from glsr_live.catalog import resolve_model
-from glsr_live.midifile import write_notes
 from glsr_live.model import Model
-from glsr_live.tokens import Grid, Note
 
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
 GLSR_TRAIN = [sys.executable, "-m", "glsr_train.train"]
 
 
 def write_tunes(folder: Path, count: int, seed: int = 1) -> None:
-    """``count`` eight-bar 4/4 melodies (a random walk in eighths to halves) as MIDI files."""
-    folder.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(seed)
-    for index in range(count):
-        notes, onset, pitch = [], 0, 67
-        while onset < 8 * 16:
-            length = int(rng.choice([2, 4, 4, 8]))
-            pitch = int(np.clip(pitch + rng.integers(-3, 4), 60, 79))
-            notes.append(Note(onset, length, pitch))
-            onset += length
-        write_notes(folder / f"tune{index:02d}.mid", notes, Grid())
+    write_walk_tunes(folder, count, seed, start=67, pitches=(60, 79), leap=3, stem="tune")
 
 
 def test_fine_tune_on_a_small_folder_exports_a_model_and_a_fit_report(tmp_path):
