@@ -356,9 +356,10 @@ def attribute_summary(windows: np.ndarray, dataset: Dataset) -> dict[str, dict[s
     return summary
 
 
-def source_summary(dataset: Dataset, source: str) -> dict:
-    """Pieces, families, windows and overlap of one source's splits."""
-    train_patterns, own_patterns = dataset.train_patterns(), dataset.train_patterns(source)
+def source_summary(dataset: Dataset, source: str, train_patterns: np.ndarray) -> dict:
+    """Pieces, families, windows and overlap of one source's splits (``train_patterns``: the
+    whole train's)."""
+    own_patterns = dataset.train_patterns(source)
     pieces = {split: dataset.pieces(split, source) for split in SPLITS}
     return {
         "pieces": sum(len(p) for p in pieces.values()),
@@ -384,7 +385,7 @@ def summary(dataset: Dataset) -> dict:
     train_patterns = dataset.train_patterns()
     return {
         "corpus": list(dataset.settings.sources),
-        "per_corpus": {source: source_summary(dataset, source)
+        "per_corpus": {source: source_summary(dataset, source, train_patterns)
                        for source in dataset.settings.sources},
         "window_starts": ("bar lines" if dataset.settings.windows == "bars"
                           else f"every {dataset.settings.stride} steps"),

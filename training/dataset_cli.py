@@ -110,12 +110,12 @@ def main(argv: list[str] | None = None) -> int:
     try:
         settings = settings_from(args)
         dataset = build(settings, args.cache, progress=not (args.quiet or args.json))
-    except (CorpusError, MidiFileError, config_module.ConfigError) as error:
+        info = summary(dataset)
+        if args.export_midi:  # an unwritable folder is one line too
+            info["exported"] = export_midi(dataset, args.split, args.export_midi, args.limit)
+    except (CorpusError, MidiFileError, config_module.ConfigError, OSError) as error:
         print(f"glsr-dataset: {error}", file=sys.stderr)
         return EXIT_USAGE
-    info = summary(dataset)
-    if args.export_midi:
-        info["exported"] = export_midi(dataset, args.split, args.export_midi, args.limit)
     seconds = time.perf_counter() - started
     info["seconds"] = round(seconds, 2)
     if args.json:

@@ -23,7 +23,7 @@ from glsr_live.model import Model, ModelError, morph_latent
 from glsr_live.tokens import HOLD, Note, tokens_to_notes
 
 from .corpus import CorpusError
-from .dataset import DatasetSettings, build
+from .dataset import Dataset, DatasetSettings, build
 from .metrics import spearman, token_accuracy
 
 EXIT_USAGE = 2
@@ -332,19 +332,26 @@ def model_settings(model: Model) -> DatasetSettings:
                            max_shift=data.get("max_shift"))
 
 
-def split_windows(model: Model, name: str, source: str | None = None
+def trained_dataset(model: Model) -> Dataset:
+    """The dataset the model was trained on (built once per glsr-eval run: the family split of
+    a large mix takes a while)."""
+    fixed = trained_data(model).get("vocab")  # a fine-tune's pitch range is its base's
+    dataset = build(model_settings(model), progress=False,
+                    vocab=model.info.vocab if fixed else None)
+    if dataset.vocab != model.info.vocab:
+        raise ModelError("the model's vocabulary does not match the dataset's")
+    return dataset
+
+
+def split_windows(dataset: Dataset, name: str, source: str | None = None
                   ) -> tuple[np.ndarray, np.ndarray]:
     """(N, L) every window of the split in every transposition (of one source, if given), and
     (N,) True where a window's transposition-invariant pattern occurs nowhere in train (the
     ``unseen`` part)."""
-    settings = model_settings(model)
-    if source is not None and source not in settings.sources:
+    sources = dataset.settings.sources
+    if source is not None and source not in sources:
         raise CorpusError(f"the model was not trained on {source!r} (its corpus: "
-                          f"{', '.join(settings.sources)})")
-    fixed = trained_data(model).get("vocab")  # a fine-tune's pitch range is its base's
-    dataset = build(settings, progress=False, vocab=model.info.vocab if fixed else None)
-    if dataset.vocab != model.info.vocab:
-        raise ModelError("the model's vocabulary does not match the dataset's")
+                          f"{', '.join(sources)})")
     windows = dataset.windows(name, source=source)
     return windows, dataset.unseen(windows)
 
@@ -352,7 +359,7 @@ def split_windows(model: Model, name: str, source: str | None = None
 def windows_of(other: Model, model: Model, name: str) -> tuple[np.ndarray, np.ndarray]:
     """``other``'s split (windows and unseen mask, by ``other``'s train) in ``model``'s tokens:
     two models measured on one set of windows. Windows outside ``model``'s range are left out."""
-    windows, unseen = split_windows(other, name)
+    windows, unseen = split_windows(trained_dataset(other), name)
     shift = other.info.vocab.low - model.info.vocab.low  # pitch tokens move, rest/hold stay
     moved = np.where(windows >= 2, windows + shift, windows)
     fits = ((moved < model.info.vocab.size) & (moved >= 0)).all(axis=1)
@@ -405,15 +412,14 @@ def run(args: argparse.Namespace) -> dict:
     model = Model(args.model, threads=2)
     baseline = Model(args.baseline, threads=2) if args.baseline else None
     axes = {name: axis.dim for name, axis in model.info.axes.items()}
-    windows, unseen = evaluation_windows(model, args)
+    windows, unseen, dataset = evaluation_windows(model, args)
     args.out.mkdir(parents=True, exist_ok=True)
     report = {"split": "melodies" if args.melodies else args.split, "model": str(args.model),
               "command": " ".join(["glsr-eval", *map(str, sys.argv[1:])])}
     report["regularised"], split = evaluate_parts(model, windows, unseen, list(axes),
                                                   args.phrases, args.preset)
-    sources = model_settings(model).sources
-    if len(sources) > 1 and not (args.corpus or args.windows_of or args.melodies):
-        report["per_corpus"] = per_source(model, args, list(axes))
+    if dataset is not None and len(dataset.settings.sources) > 1 and not args.corpus:
+        report["per_corpus"] = per_source(model, dataset, args, list(axes))
     if baseline is not None:
         report["baseline"], _ = evaluate_parts(baseline, windows, unseen, list(axes),
                                                args.phrases, None)
@@ -424,26 +430,29 @@ def run(args: argparse.Namespace) -> dict:
     return report
 
 
-def per_source(model: Model, args: argparse.Namespace, names: list[str]) -> dict:
+def per_source(model: Model, dataset: Dataset, args: argparse.Namespace, names: list[str]
+               ) -> dict:
     """The metrics of each source's part of the split; a source without windows there (music21's
     two Nottingham tunes are both in train) is reported as such."""
     parts = {}
-    for source in model_settings(model).sources:
-        windows, unseen = split_windows(model, args.split, source)
+    for source in dataset.settings.sources:
+        windows, unseen = split_windows(dataset, args.split, source)
         parts[source] = (evaluate_parts(model, windows, unseen, names, args.phrases,
                                         args.preset)[0] if len(windows) else {"windows": 0})
     return parts
 
 
 def evaluation_windows(model: Model, args: argparse.Namespace
-                       ) -> tuple[np.ndarray, np.ndarray]:
-    """The windows ``args`` ask for and their unseen mask."""
+                       ) -> tuple[np.ndarray, np.ndarray, Dataset | None]:
+    """The windows ``args`` ask for, their unseen mask, and the model's own dataset when they
+    come from it."""
     if args.melodies:
         windows = folder_windows(model, args.melodies)
-        return windows, np.ones(len(windows), dtype=bool)
+        return windows, np.ones(len(windows), dtype=bool), None
     if args.windows_of:
-        return windows_of(Model(args.windows_of), model, args.split)
-    return split_windows(model, args.split, args.corpus)
+        return *windows_of(Model(args.windows_of), model, args.split), None
+    dataset = trained_dataset(model)
+    return *split_windows(dataset, args.split, args.corpus), dataset
 
 
 def print_report(report: dict) -> None:
