@@ -26,10 +26,11 @@ def small_model() -> GLSRVAE:
                              forget_bias=1.0)).double().eval()
 
 
-def expectation(model, z, attribute, pitches):
+def expectation(model, z, attribute, pitches, temperature=1.0):
     from glsr_train.glsr import EXPECTATIONS
 
-    return EXPECTATIONS[attribute.name](torch.softmax(model.decode(z), -1), pitches)
+    probs = torch.softmax(model.decode(z) / temperature, -1)
+    return EXPECTATIONS[attribute.name](probs, pitches)
 
 
 def test_exact_gradient_matches_central_difference_float64():
@@ -56,6 +57,30 @@ def test_finite_difference_estimator_matches_exact_within_1e3_relative():
     estimate = finite_difference_gradients(model.decode, z, ATTRIBUTES, pitches, step=1e-4)
     relative = ((estimate - exact).abs() / exact.abs().clamp(min=1e-8)).max()
     assert relative < 1e-3
+
+
+def test_each_attribute_takes_its_expectation_at_its_own_sharpness():
+    """Attribute a's gradient is that of its expectation under softmax(logits / sharpness[a]),
+    by autograd and by central differences alike."""
+    model, pitches = small_model(), torch.from_numpy(VOCAB.pitch_table())
+    z = torch.randn(6, 4, dtype=torch.float64)
+    sharpness = [1.0, 0.2]
+    exact = attribute_gradients(model.decode, z.clone(), ATTRIBUTES, pitches,
+                                create_graph=False, sharpness=sharpness)
+    estimate = finite_difference_gradients(model.decode, z, ATTRIBUTES, pitches, step=1e-4,
+                                           sharpness=sharpness)
+    h = 1e-5
+    for column, (attribute, temperature) in enumerate(zip(ATTRIBUTES, sharpness)):
+        offset = torch.zeros_like(z)
+        offset[:, attribute.dim] = h
+        with torch.no_grad():
+            numeric = (expectation(model, z + offset, attribute, pitches, temperature)
+                       - expectation(model, z - offset, attribute, pitches, temperature)) / (2 * h)
+        assert torch.allclose(exact[:, column], numeric, rtol=1e-6, atol=1e-9)
+        assert torch.allclose(estimate[:, column], numeric, rtol=1e-3, atol=1e-6)
+    plain = attribute_gradients(model.decode, z.clone(), ATTRIBUTES, pitches, create_graph=False)
+    assert torch.allclose(plain[:, 0], exact[:, 0])  # sharpness 1.0 is the plain softmax
+    assert not torch.allclose(plain[:, 1], exact[:, 1], rtol=1e-2)  # 0.2 is not
 
 
 def test_penalty_trains_the_slope_towards_its_prior_on_the_unrolled_decoder():

@@ -10,8 +10,11 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
+import torch
 from glsr_train.evaluate import Split, along_axis, evaluate, interpretability, reconstruction
+from glsr_train.glsr import RegularisedAttribute
 from glsr_train.metrics import rank, spearman, token_accuracy
+from glsr_train.train import along_axis as logged_along_axis
 
 from glsr_live.attributes import compute
 from glsr_live.tokens import HOLD, REST, Grid, Vocabulary, canonical
@@ -83,6 +86,28 @@ def test_along_axis_is_one_on_the_notes_dim_and_zero_on_a_dead_dim():
     assert on_axis["spearman_along_axis"] == pytest.approx(1.0)
     assert on_axis["cross_attribute"]["register"] == 0.0  # the pitch never moves
     assert along_axis(model, phrases, 3, "notes")["spearman_along_axis"] == 0.0
+
+
+class LogitsModel(LinearModel):
+    """The stand-in as the training loop sees it: decode(z) gives (N, L, K) torch logits."""
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        tokens = self.decode_tokens(z.numpy())
+        return torch.from_numpy(np.eye(VOCAB.size, dtype=np.float32)[tokens] * 10.0)
+
+
+def test_training_logs_the_along_axis_spearman_of_the_argmax_decode():
+    model, data = LogitsModel(), SimpleNamespace(vocab=VOCAB, grid=GRID)
+    mu = torch.zeros(5, 4)
+    mu[:, 2] = torch.linspace(-1, 1, 5)
+    notes_on_its_dim = RegularisedAttribute("notes", 0, 4.0, 1.0)
+    assert logged_along_axis(model, mu, notes_on_its_dim, data) == pytest.approx(1.0)
+    register_on_its_dim = RegularisedAttribute("register", 1, 1.0, 0.25)
+    offsets = np.linspace(-3, 3, 9)  # the pitch is 60 + round(offset): -2.25 and -1.5 tie
+    assert logged_along_axis(model, mu, register_on_its_dim, data) == pytest.approx(
+        spearman(offsets, np.round(offsets)))
+    notes_on_a_dead_dim = RegularisedAttribute("notes", 3, 4.0, 1.0)
+    assert logged_along_axis(model, mu, notes_on_a_dead_dim, data) == 0.0
 
 
 def test_interpretability_finds_the_dim_and_the_r2_of_a_known_latent():

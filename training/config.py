@@ -93,6 +93,7 @@ class AttributeConfig:
     dim: int
     mu: float | str = "auto"  # "auto": attribute range over the prior's range (paper, App. B)
     sigma: float | str = "auto"  # "auto": mu / 4
+    sharpness: float | None = None  # this attribute's expectation temperature; None: [glsr]'s
 
 
 @dataclass
@@ -105,6 +106,13 @@ class GLSRConfig:
     prior_range: float = 6.0  # width of the prior's range the attribute range is spread over
     gradient: str = "exact"  # or "finite_difference" (central, float32-safe step 1e-2)
     sharpness: float = 1.0  # expectations under softmax(logits / sharpness); < 1 nears argmax
+
+    def sharpness_of(self, name: str) -> float:
+        """The softmax temperature of ``name``'s expectation in the GLSR term."""
+        for attribute in self.attributes:
+            if attribute.name == name and attribute.sharpness is not None:
+                return attribute.sharpness
+        return self.sharpness
 
 
 @dataclass
@@ -174,6 +182,12 @@ def _glsr(values: dict) -> GLSRConfig:
         config.attributes = [_build(AttributeConfig, a, "glsr.attributes") for a in attributes]
     if config.sharpness <= 0:
         raise ConfigError("[glsr] sharpness must be positive")
+    for attribute in config.attributes:
+        value = attribute.sharpness
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
+                                  or value <= 0):
+            raise ConfigError(f"[glsr.attributes] sharpness of {attribute.name!r} must be "
+                              f"a positive number, got {value!r}")
     if config.gradient not in ("exact", "finite_difference"):
         raise ConfigError("[glsr] gradient must be 'exact' or 'finite_difference'")
     from .glsr import EXPECTATIONS

@@ -8,7 +8,7 @@ attribute i at a fixed positive rate.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -104,22 +104,34 @@ def attribute_gradients(
     attributes: list[RegularisedAttribute],
     pitches: torch.Tensor,
     create_graph: bool = True,
+    sharpness: Sequence[float] | None = None,
 ) -> torch.Tensor:
     """(B, n_attributes) exact dg_a/dz_{dim_a} at every z (B, d), by autograd.
 
     Each sample's g depends on its own z only, so the gradient of the batch sum w.r.t. z gives
-    every per-sample gradient in one backward pass per attribute.
+    every per-sample gradient in one backward pass per attribute. Attribute a's expectation is
+    taken under softmax(logits / sharpness[a]) (1.0 each when not given).
     """
     if not z.requires_grad:
         z = z.requires_grad_(True)
-    probs = torch.softmax(decode(z), dim=-1)  # (B, L, K)
+    logits = decode(z)  # (B, L, K)
     columns = []
-    for index, attribute in enumerate(attributes):
-        g = EXPECTATIONS[attribute.name](probs, pitches)  # (B,)
+    for index, (attribute, temperature) in enumerate(
+            zip(attributes, temperatures(attributes, sharpness), strict=True)):
+        g = EXPECTATIONS[attribute.name](torch.softmax(logits / temperature, dim=-1), pitches)
         keep = create_graph or index < len(attributes) - 1
         (grad,) = torch.autograd.grad(g.sum(), z, create_graph=create_graph, retain_graph=keep)
         columns.append(grad[:, attribute.dim])
     return torch.stack(columns, dim=1)
+
+
+def temperatures(attributes: list[RegularisedAttribute], sharpness: Sequence[float] | None
+                 ) -> list[float]:
+    if sharpness is None:
+        return [1.0] * len(attributes)
+    if len(sharpness) != len(attributes):
+        raise ValueError(f"{len(sharpness)} sharpness values for {len(attributes)} attributes")
+    return list(sharpness)
 
 
 def finite_difference_gradients(
@@ -128,21 +140,25 @@ def finite_difference_gradients(
     attributes: list[RegularisedAttribute],
     pitches: torch.Tensor,
     step: float = 1e-2,
+    sharpness: Sequence[float] | None = None,
 ) -> torch.Tensor:
     """(B, n_attributes) central differences (g(z + h e) - g(z - h e)) / 2h, one decode.
 
     Needs no double backward (so cuDNN and mkldnn kernels serve the training backward) and
-    costs one extra forward/backward of 2 * n_attributes * B samples. Error O(h^2).
+    costs one extra forward/backward of 2 * n_attributes * B samples. Error O(h^2). Attribute
+    a's expectation is taken under softmax(logits / sharpness[a]) (1.0 each when not given).
     """
     shifted = []
     for attribute in attributes:
         offset = torch.zeros_like(z)
         offset[:, attribute.dim] = step
         shifted += [z + offset, z - offset]
-    probs = torch.softmax(decode(torch.cat(shifted)), dim=-1)  # (2 * n * B, L, K)
+    logits = decode(torch.cat(shifted))  # (2 * n * B, L, K)
     columns = []
-    for index, attribute in enumerate(attributes):
-        plus, minus = probs[2 * index * len(z): (2 * index + 2) * len(z)].chunk(2)
+    for index, (attribute, temperature) in enumerate(
+            zip(attributes, temperatures(attributes, sharpness), strict=True)):
+        part = logits[2 * index * len(z): (2 * index + 2) * len(z)] / temperature
+        plus, minus = torch.softmax(part, dim=-1).chunk(2)
         g = EXPECTATIONS[attribute.name]
         columns.append((g(plus, pitches) - g(minus, pitches)) / (2 * step))
     return torch.stack(columns, dim=1)

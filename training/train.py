@@ -35,6 +35,7 @@ from .checkpoint import CheckpointError, load_checkpoint, load_latest, save_chec
 from .config import Config, ConfigError
 from .corpus import CorpusError
 from .dataset import Dataset, build_for
+from .evaluate import AXIS_SPAN
 from .glsr import (
     GRADIENT_ESTIMATORS,
     RegularisedAttribute,
@@ -172,10 +173,9 @@ def glsr_term(model: GLSRVAE, z: torch.Tensor, attributes: list[RegularisedAttri
     sub = spread_along_axes(z[rows], attributes, config.glsr.axis_spread)
     estimator = GRADIENT_ESTIMATORS[config.glsr.gradient]
     unrolled = sub.device.type == "cuda" and estimator is attribute_gradients
-    sharpness = config.glsr.sharpness
     gradients = estimator(  # unrolled: cuDNN has no double backward
-        lambda zz: model.decode(zz, twice_differentiable=unrolled) / sharpness, sub,
-        attributes, pitches)
+        lambda zz: model.decode(zz, twice_differentiable=unrolled), sub, attributes, pitches,
+        sharpness=[config.glsr.sharpness_of(a.name) for a in attributes])
     penalty = glsr_penalty(gradients, attributes)  # (n_attributes,)
     for attribute, value, grad in zip(attributes, penalty, gradients.mean(0), strict=True):
         parts[f"glsr_{attribute.name}"] = value.item()
@@ -331,7 +331,28 @@ def evaluate(model: GLSRVAE, windows: torch.Tensor, dataset: Dataset,
     for attribute in attributes:
         values = compute(attribute.name, target, dataset.vocab, dataset.grid)
         result[f"val_spearman_{attribute.name}"] = spearman(mu_np[:, attribute.dim], values)
+        result[f"val_along_{attribute.name}"] = along_axis(model, mu[:ALONG_PHRASES], attribute,
+                                                           dataset)
     return result
+
+
+ALONG_PHRASES = 256
+ALONG_OFFSETS = np.linspace(-AXIS_SPAN, AXIS_SPAN, 9)
+
+
+@torch.no_grad()
+def along_axis(model: GLSRVAE, mu: torch.Tensor, attribute: RegularisedAttribute,
+               dataset: Dataset) -> float:
+    """Mean per-phrase Spearman between the axis position and the attribute of the argmax
+    decode (as played) along it: glsr-eval's spearman_along_axis on fewer phrases and points.
+    The training objective only sees expectations, which can move with no argmax moving."""
+    offsets = torch.as_tensor(ALONG_OFFSETS, dtype=mu.dtype, device=mu.device)
+    z = mu[:, None, :].repeat(1, len(offsets), 1)  # (P, S, d)
+    z[:, :, attribute.dim] += offsets
+    logits = model.decode(z.reshape(-1, z.shape[-1]))  # (P * S, L, K)
+    tokens = logits_to_tokens(logits.cpu().numpy())
+    values = compute(attribute.name, tokens, dataset.vocab, dataset.grid).reshape(len(mu), -1)
+    return float(np.mean([spearman(ALONG_OFFSETS, row) for row in values]))
 
 
 # ---------------------------------------------------------------- the loop
@@ -488,12 +509,16 @@ def evaluate_and_track(run: Run, train_parts: dict) -> bool:
 
 
 def summary_line(record: dict) -> str:
-    spearmans = " ".join(f"{k.removeprefix('val_spearman_')} {v:+.2f}" for k, v in
-                         record.items() if k.startswith("val_spearman_"))
     return (f"step {record['step']}: val nll {record['val_nll']:.2f} kl {record['val_kl']:.2f} "
             f"acc {record['val_recon_accuracy']:.3f} non-hold "
             f"{record['val_recon_accuracy_nonhold']:.3f} "
-            f"spearman {spearmans or '-'}")
+            f"spearman {prefixed(record, 'val_spearman_')} along {prefixed(record, 'val_along_')}")
+
+
+def prefixed(record: dict, prefix: str) -> str:
+    """'notes +0.98 register +0.95' for the record's keys that start with ``prefix``."""
+    return " ".join(f"{k.removeprefix(prefix)} {v:+.2f}" for k, v in record.items()
+                    if k.startswith(prefix)) or "-"
 
 
 # ---------------------------------------------------------------- building a run
