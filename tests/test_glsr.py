@@ -70,7 +70,7 @@ def test_each_attribute_takes_its_expectation_at_its_own_sharpness():
     estimate = finite_difference_gradients(model.decode, z, ATTRIBUTES, pitches, step=1e-4,
                                            sharpness=sharpness)
     h = 1e-5
-    for column, (attribute, temperature) in enumerate(zip(ATTRIBUTES, sharpness)):
+    for column, (attribute, temperature) in enumerate(zip(ATTRIBUTES, sharpness, strict=True)):
         offset = torch.zeros_like(z)
         offset[:, attribute.dim] = h
         with torch.no_grad():
