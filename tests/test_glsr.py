@@ -1,6 +1,7 @@
 """The GLSR gradient: exact autograd against central differences, in float64."""
 
 import numpy as np
+import pytest
 import torch
 from glsr_train.glsr import (
     RegularisedAttribute,
@@ -81,6 +82,31 @@ def test_each_attribute_takes_its_expectation_at_its_own_sharpness():
     plain = attribute_gradients(model.decode, z.clone(), ATTRIBUTES, pitches, create_graph=False)
     assert torch.allclose(plain[:, 0], exact[:, 0])  # sharpness 1.0 is the plain softmax
     assert not torch.allclose(plain[:, 1], exact[:, 1], rtol=1e-2)  # 0.2 is not
+
+
+def test_glsr_term_measures_the_secant_slope_over_the_configured_difference_step():
+    """[glsr] difference_step = h: the slope is (g(z + h) - g(z - h)) / 2h, not the local one."""
+    from glsr_train.config import Config
+    from glsr_train.train import glsr_term
+
+    model, pitches = small_model(), torch.from_numpy(VOCAB.pitch_table())
+    z = torch.randn(8, 4, dtype=torch.float64)
+    attribute = ATTRIBUTES[:1]
+    config = Config()
+    config.glsr.gradient, config.glsr.axis_spread, config.glsr.batch = "finite_difference", 0, 8
+    slopes = {}
+    for step in (1e-2, 3.0):
+        config.glsr.difference_step, parts = step, {}
+        with torch.no_grad():
+            glsr_term(model, z, attribute, config, pitches, parts)
+        slopes[step] = parts["slope_notes"]
+    offset = torch.zeros_like(z)
+    offset[:, 0] = 3.0
+    with torch.no_grad():
+        secant = (expectation(model, z + offset, attribute[0], pitches)
+                  - expectation(model, z - offset, attribute[0], pitches)) / 6.0
+    assert slopes[3.0] == pytest.approx(secant.mean().item(), rel=1e-9)
+    assert slopes[1e-2] != pytest.approx(slopes[3.0], rel=0.1)  # the step was used
 
 
 def test_penalty_trains_the_slope_towards_its_prior_on_the_unrolled_decoder():

@@ -104,7 +104,11 @@ class GLSRConfig:
     batch: int = 64  # samples of each batch the (costly) term is computed on
     axis_spread: float = 2.0  # also regularise this far along each axis from the posterior
     prior_range: float = 6.0  # width of the prior's range the attribute range is spread over
-    gradient: str = "exact"  # or "finite_difference" (central, float32-safe step 1e-2)
+    gradient: str = "exact"  # or "finite_difference" (central differences)
+    # finite_difference: half-width in z of the central difference. 1e-2 (float32-safe) is the
+    # local slope; a wide one is the secant slope over 2 * difference_step, which a confident
+    # decoder meets by changing its argmax within the interval, not by softening everywhere
+    difference_step: float = 1e-2
     sharpness: float = 1.0  # expectations under softmax(logits / sharpness); < 1 nears argmax
 
     def sharpness_of(self, name: str) -> float:
@@ -190,6 +194,10 @@ def _glsr(values: dict) -> GLSRConfig:
                               f"a positive number, got {value!r}")
     if config.gradient not in ("exact", "finite_difference"):
         raise ConfigError("[glsr] gradient must be 'exact' or 'finite_difference'")
+    if config.difference_step <= 0:
+        raise ConfigError("[glsr] difference_step must be positive")
+    if config.gradient == "exact" and config.difference_step != GLSRConfig.difference_step:
+        raise ConfigError("[glsr] difference_step needs gradient = 'finite_difference'")
     from .glsr import EXPECTATIONS
 
     for attribute in config.attributes:
