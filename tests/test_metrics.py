@@ -161,3 +161,12 @@ def test_value_target_shares_count_the_phrases_whose_axis_reaches_each_value(mon
     assert result["shares"]["10"] == 1.0 and result["shares"]["30"] == 1.0
     assert result["shares"]["31"] == 0.5
     assert result["range_90"] == [10, 30]
+
+
+def test_range_90_is_the_widest_run_of_values_met_not_the_span_over_gaps():
+    from glsr_train.evaluate import widest_run
+
+    assert widest_run([0, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 13]) == [2, 11]  # 1 and 12 missed
+    assert widest_run([0, 1, 2, 5, 6]) == [0, 2]
+    assert widest_run([7]) == [7, 7]
+    assert widest_run([]) is None

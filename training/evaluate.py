@@ -127,7 +127,8 @@ def knob_curve(model: Model, phrases: np.ndarray, dim: int, name: str,
 def value_targets(model: Model, phrases: np.ndarray, name: str) -> dict:
     """How often a value knob gets exactly what it asks for: for each wanted value, the share
     of phrases (P, d) whose search along the axis (the live engine's) finds it (register:
-    within a semitone). ``range_90`` is the span of wanted values met for >= 90 % of them."""
+    within a semitone). ``range_90`` is the widest run of consecutive wanted values each met
+    for >= 90 % of them."""
     tables = [axis_table(model, model.info, z, name, search_offsets()) for z in phrases]
     found = np.concatenate([t.values[np.isfinite(t.values)] for t in tables])
     if len(found) == 0:
@@ -135,9 +136,19 @@ def value_targets(model: Model, phrases: np.ndarray, name: str) -> dict:
     low, high = int(np.floor(found.min())), int(np.ceil(found.max()))
     shares = {value: float(np.mean([reach(t, value).reached for t in tables]))
               for value in range(low, high + 1)}
-    met = [value for value, share in shares.items() if share >= 0.9]
     return {"shares": {str(k): round(v, 3) for k, v in shares.items()},
-            "range_90": [min(met), max(met)] if met else None}
+            "range_90": widest_run([value for value, share in shares.items() if share >= 0.9])}
+
+
+def widest_run(values: list[int]) -> list[int] | None:
+    """[first, last] of the longest run of consecutive integers in sorted ``values``."""
+    best, start = None, None
+    for index, value in enumerate(values):
+        if index == 0 or value != values[index - 1] + 1:
+            start = value
+        if best is None or value - start > best[1] - best[0]:
+            best = [start, value]
+    return best
 
 
 def morph_sweeps(model: Model, split: Split, pairs: int, steps: int = 9, seed: int = 0) -> dict:
