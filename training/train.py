@@ -305,7 +305,8 @@ def rank_divergence(model: torch.nn.Module, runtime: Runtime) -> float:
 @torch.no_grad()
 def evaluate(model: GLSRVAE, windows: torch.Tensor, dataset: Dataset,
              attributes: list[RegularisedAttribute], config: Config) -> dict:
-    """Validation NLL/KL at the posterior mean, token accuracy, per-dim KL, axis Spearman."""
+    """Validation NLL/KL at the posterior mean, token accuracy, per-dim KL, and per axis the
+    encoder-side Spearman and the along-axis Spearman of the argmax decode."""
     model.eval()
     mus, logvars, predictions, nll = [], [], [], 0.0
     for batch in windows.split(1024):
@@ -315,7 +316,6 @@ def evaluate(model: GLSRVAE, windows: torch.Tensor, dataset: Dataset,
         mus.append(mu)
         logvars.append(logvar)
         predictions.append(logits_to_tokens(logits.cpu().numpy()))  # as the runtime decodes
-    model.train()
     mu, logvar = torch.cat(mus), torch.cat(logvars)
     kl = kl_per_dim(mu, logvar).mean(0).cpu().numpy()
     target = windows.cpu().numpy()
@@ -334,6 +334,7 @@ def evaluate(model: GLSRVAE, windows: torch.Tensor, dataset: Dataset,
         result[f"val_spearman_{attribute.name}"] = spearman(mu_np[:, attribute.dim], values)
         result[f"val_along_{attribute.name}"] = along_axis(model, mu[:ALONG_PHRASES], attribute,
                                                            dataset)
+    model.train()  # eval mode up to here: the sweeps decode as the exported model does
     return result
 
 
