@@ -116,8 +116,17 @@ def test_program_change_swaps_models_from_the_next_bar(jack_env_private, tiny_mo
 
 
 def recording_command(folder: Path, seed: int):
-    return lambda tag: [*daemon_command(SHIPPED)(tag), "--record", str(folder), "--seed",
+    """Each start records into a folder of its own (``folder/tag``): a start that
+    ``daemon_with_peers`` gave up on leaves its session file there, not beside the one tested."""
+    return lambda tag: [*daemon_command(SHIPPED)(tag), "--record", str(folder / tag), "--seed",
                         str(seed)]
+
+
+def recorded_session(daemon) -> Path:
+    """The one session file the (surviving) daemon wrote, from its own --record folder."""
+    folder = Path(daemon.args[daemon.args.index("--record") + 1])
+    (session_file,) = folder.glob("session-*.mid")
+    return session_file
 
 
 def daemon_child(process) -> int:
@@ -141,7 +150,7 @@ def test_a_recorded_jack_session_replays_as_the_client_heard_it(jack_env_private
         process.send_signal(signal.SIGTERM)
         process.wait(timeout=10)
         received += from_daemon.collect(0.3)
-    (session_file,) = tmp_path.glob("session-*.mid")
+    session_file = recorded_session(process)
     session = read_session(session_file)
     recorded = [m for _, m in session.outgoing if m.type == "note_on" and m.velocity > 0]
     heard = [m for m in received if m.type == "note_on" and m.velocity > 0]
@@ -164,7 +173,7 @@ def test_sigkill_while_recording_leaves_a_whole_file(tmp_path):
             os.kill(daemon_child(process), signal.SIGKILL)
             received += from_daemon.collect(0.5)
             process.wait(timeout=10)
-    (session_file,) = tmp_path.glob("session-*.mid")
+    session_file = recorded_session(process)
     session = read_session(session_file)  # a whole MIDI file, readable
     recorded = [m for _, m in session.outgoing if m.type == "note_on" and m.velocity > 0]
     heard = [m for m in received if m.type == "note_on" and m.velocity > 0]
