@@ -24,11 +24,10 @@ from glsr_live.tokens import HOLD, Note, tokens_to_notes
 
 from .corpus import CorpusError
 from .dataset import Dataset, DatasetSettings, build
-from .metrics import spearman, token_accuracy
+from .metrics import AXIS_SPAN, mean_row_spearman, token_accuracy
 
 EXIT_USAGE = 2
 AXIS_STEPS = 25
-AXIS_SPAN = 3.0
 PLANE_POINTS = 41
 VALUE_PHRASES = 200  # phrases for the value-target shares
 MORPH_PAIRS = 100  # phrase pairs for the morph sweeps
@@ -82,7 +81,7 @@ def along_axis(model: Model, phrases: np.ndarray, dim: int, name: str) -> dict:
     correlations = {}
     for other in OTHER_ATTRIBUTES:
         values = attribute(model, other, flat).reshape(len(phrases), len(offsets))
-        correlations[other] = float(np.mean([spearman(offsets, row) for row in values]))
+        correlations[other] = mean_row_spearman(offsets, values)
     return {"dim": dim, "spearman_along_axis": correlations[name],
             "cross_attribute": {k: round(abs(v), 4) for k, v in correlations.items()
                                 if k != name}}

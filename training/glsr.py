@@ -127,6 +127,7 @@ def attribute_gradients(
 
 def temperatures(attributes: list[RegularisedAttribute], sharpness: Sequence[float] | None
                  ) -> list[float]:
+    """One softmax temperature per attribute: ``sharpness`` checked for length, else 1.0s."""
     if sharpness is None:
         return [1.0] * len(attributes)
     if len(sharpness) != len(attributes):

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+AXIS_SPAN = 3.0  # along-axis sweeps run from -AXIS_SPAN to +AXIS_SPAN in z (glsr-eval, the log)
+
 
 def rank(values: np.ndarray) -> np.ndarray:
     """Average ranks (ties share the mean of their positions), like scipy's rankdata."""
@@ -33,3 +35,8 @@ def token_accuracy(predicted: np.ndarray, target: np.ndarray, hold: int) -> tupl
     correct = predicted == target
     nonhold = target != hold
     return float(correct.mean()), float(correct[nonhold].mean()) if nonhold.any() else 0.0
+
+
+def mean_row_spearman(axis: np.ndarray, values: np.ndarray) -> float:
+    """Mean over rows of values (P, S) of the Spearman between ``axis`` (S,) and the row."""
+    return float(np.mean([spearman(axis, row) for row in values]))

@@ -35,7 +35,6 @@ from .checkpoint import CheckpointError, load_checkpoint, load_latest, save_chec
 from .config import Config, ConfigError
 from .corpus import CorpusError
 from .dataset import Dataset, build_for
-from .evaluate import AXIS_SPAN
 from .glsr import (
     GRADIENT_ESTIMATORS,
     RegularisedAttribute,
@@ -47,7 +46,7 @@ from .glsr import (
     spread_along_axes,
     token_attributes,
 )
-from .metrics import spearman, token_accuracy
+from .metrics import AXIS_SPAN, mean_row_spearman, spearman, token_accuracy
 from .model import GLSRVAE, ModelArgs, kl_per_dim, reparameterise
 from .provenance import provenance
 
@@ -354,7 +353,7 @@ def along_axis(model: GLSRVAE, mu: torch.Tensor, attribute: RegularisedAttribute
     logits = model.decode(z.reshape(-1, z.shape[-1]))  # (P * S, L, K)
     tokens = logits_to_tokens(logits.cpu().numpy())
     values = compute(attribute.name, tokens, dataset.vocab, dataset.grid).reshape(len(mu), -1)
-    return float(np.mean([spearman(ALONG_OFFSETS, row) for row in values]))
+    return mean_row_spearman(ALONG_OFFSETS, values)
 
 
 # ---------------------------------------------------------------- the loop
