@@ -28,8 +28,10 @@ def session_feed() -> list[tuple[float, mido.Message]]:
             start = (loop * 32 + onset) * STEP
             feed.append((start, mido.Message("note_on", note=pitch + offset, velocity=90)))
             feed.append((start + length * STEP - 0.01, mido.Message("note_off", note=pitch)))
-    moves = ((4.5, 20, 64, 100), (5.06, 20, 100, 20), (6.0, 21, 64, 90), (6.5, 22, 0, 90),
-             (7.2, 22, 90, 0), (9.3, 20, 20, 64))
+    # The temperature knob (CC 22) goes to its top (1.2) and back: lower, a confident model
+    # samples its argmax and another seed replays the same notes.
+    moves = ((4.5, 20, 64, 100), (5.06, 20, 100, 20), (6.0, 21, 64, 90), (6.5, 22, 0, 127),
+             (7.2, 22, 127, 0), (9.3, 20, 20, 64))
     for seconds, control, start, stop in moves:  # hand-like sweeps: soft takeover picks up
         values = list(range(start, stop, 6 if stop > start else -6)) + [stop]
         for index, value in enumerate(values):
