@@ -183,6 +183,25 @@ def test_supervisor_forwards_sigterm_and_passes_the_exit_code_through():
     assert sleeper.wait(timeout=10) == 0
 
 
+def test_supervisor_kills_a_daemon_stuck_after_sigterm_and_shows_its_stacks():
+    """A child that ignores SIGTERM stands for one stuck in native MIDI code: the supervisor
+    prints its stacks (SIGUSR1), kills it and says so, instead of outliving the stop too."""
+    child = ("import signal, sys, time; from glsr_live.supervise import enable_stack_dumps; "
+             "enable_stack_dumps(); signal.signal(signal.SIGTERM, signal.SIG_IGN); "
+             "print(1, flush=True); time.sleep(60)")
+    stuck = subprocess.Popen([sys.executable, "-c", (
+        "import sys\n"
+        "from glsr_live.supervise import supervise\n"
+        f"sys.exit(supervise([], program=[sys.executable, '-c', {child!r}], stop_deadline=1.0))\n"
+    )], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert stuck.stdout.readline().strip() == "1"
+    stuck.send_signal(signal.SIGTERM)
+    assert stuck.wait(timeout=10) == 1
+    stderr = stuck.stderr.read()
+    assert "most recent call first" in stderr, stderr  # faulthandler's stack of the sleep
+    assert stderr.strip().splitlines()[-1].startswith("glsr-live run: the daemon had not stopped")
+
+
 def test_presets_resolve_by_name_or_path(tmp_path):
     from glsr_live.catalog import resolve_preset
     from glsr_live.knobs import load_preset
