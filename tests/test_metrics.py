@@ -11,7 +11,14 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import torch
-from glsr_train.evaluate import Split, along_axis, evaluate, interpretability, reconstruction
+from glsr_train.evaluate import (
+    Split,
+    along_axis,
+    evaluate,
+    interpretability,
+    knob_curve,
+    reconstruction,
+)
 from glsr_train.glsr import RegularisedAttribute
 from glsr_train.metrics import rank, spearman, token_accuracy
 from glsr_train.train import along_axis as logged_along_axis
@@ -86,6 +93,18 @@ def test_along_axis_is_one_on_the_notes_dim_and_zero_on_a_dead_dim():
     assert on_axis["spearman_along_axis"] == pytest.approx(1.0)
     assert on_axis["cross_attribute"]["register"] == 0.0  # the pitch never moves
     assert along_axis(model, phrases, 3, "notes")["spearman_along_axis"] == 0.0
+
+
+def test_knob_curve_says_how_far_the_other_attributes_move_at_the_knob_ends():
+    model = LinearModel()
+    phrases = np.zeros((3, 4), dtype=np.float32)  # 16 notes at pitch 60 each
+    notes = knob_curve(model, phrases, 0, "notes", (-1.0, 1.0))  # z[0] -1..1: 12..20 notes
+    assert (notes["low_end_change"], notes["high_end_change"]) == (-4.0, 4.0)
+    assert notes["other_end_changes"]["register"] == [0.0, 0.0]  # the pitch never moves
+    register = knob_curve(model, phrases, 1, "register", (-2.0, 2.0))  # pitch 58..62
+    assert register["other_end_changes"]["notes"] == [0.0, 0.0]
+    assert register["other_end_changes"]["highest"] == [-2.0, 2.0]
+    assert "register" not in register["other_end_changes"]
 
 
 class LogitsModel(LinearModel):

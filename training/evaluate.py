@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import warnings
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -111,16 +112,29 @@ def interpretability(model: Model, split: Split, name: str) -> dict:
 
 def knob_curve(model: Model, phrases: np.ndarray, dim: int, name: str,
                knob_range: tuple[float, float]) -> dict:
-    """Mean change of the attribute against the phrase's own decode across the knob range."""
+    """Mean change of the attribute against the phrase's own decode across the knob range, and
+    of every other attribute at the knob's two ends (what else the knob moves, in its units)."""
     units = np.linspace(knob_range[0], knob_range[1], 11)
     std = float(model.info.latent.std[dim])
     sweeps = axis_sweeps(model, phrases, dim, np.append(units * std, 0.0))
-    values = attribute(model, name, sweeps.reshape(-1, sweeps.shape[-1])).reshape(
-        len(phrases), -1)
-    delta = np.nanmean(values[:, :-1] - values[:, -1:], axis=0)
+    flat = sweeps.reshape(-1, sweeps.shape[-1])  # (P * 12, L), each phrase's own decode last
+    delta = mean_change(model, name, flat, len(phrases))
+    others = {other: mean_change(model, other, flat, len(phrases))[[0, -1]]
+              for other in OTHER_ATTRIBUTES if other != name}
     return {"knob_units": units.round(3).tolist(), "mean_change": delta.round(3).tolist(),
             "low_end_change": float(delta[0]), "high_end_change": float(delta[-1]),
-            "latent_std": std}
+            "latent_std": std,
+            "other_end_changes": {k: [round(float(v), 3) if np.isfinite(v) else None
+                                      for v in ends] for k, ends in others.items()}}
+
+
+def mean_change(model: Model, name: str, flat: np.ndarray, phrases: int) -> np.ndarray:
+    """(S,) mean change of ``name`` from each phrase's own decode (the last of its S + 1
+    sweep points) to each other point; phrases where it is undefined (silence) are left out."""
+    values = attribute(model, name, flat).reshape(phrases, -1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns: no notes anywhere
+        return np.nanmean(values[:, :-1] - values[:, -1:], axis=0)
 
 
 def value_targets(model: Model, phrases: np.ndarray, name: str) -> dict:
@@ -493,10 +507,17 @@ def print_part(label: str, part: dict, split: str) -> None:
             curve = entry["knob_curve"]
             line += (f", knob low end {curve['low_end_change']:+.2f}, high end "
                      f"{curve['high_end_change']:+.2f}")
+            line += "".join(f"; {other} there {fmt(low)} / {fmt(high)}"
+                            for other, (low, high) in curve["other_end_changes"].items()
+                            if other in part["attributes"])
         if entry.get("value_targets", {}).get("range_90"):
             low, high = entry["value_targets"]["range_90"]
             line += f", value knob exact >= 90 % for {low}..{high}"
         print(line)
+
+
+def fmt(change: float | None) -> str:
+    return "n/a" if change is None else f"{change:+.2f}"
 
 
 def main(argv: list[str] | None = None) -> int:
