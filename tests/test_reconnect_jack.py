@@ -35,6 +35,12 @@ class Lines:
         return False
 
 
+def stderr_tail(log: Lines) -> str:
+    """The daemon's last stderr: after a stuck stop it holds every thread's stack."""
+    time.sleep(0.5)  # the reader thread drains what the supervisor wrote before exiting
+    return "".join(log.lines)[-6000:]
+
+
 def passthrough_preset(tmp_path: Path) -> Path:
     preset = tmp_path / "echo.toml"
     preset.write_text("[options]\npassthrough = true\npassthrough_channel = 2\n")
@@ -76,8 +82,8 @@ def test_input_peer_killed_and_restarted_is_reconnected(tiny_model_dir, tmp_path
             if listen is not None:
                 listen.close()
             daemon.terminate()
-            daemon.wait(timeout=10)
-        assert daemon.returncode == 0
+            daemon.wait(timeout=15)  # the supervisor's own stop deadline is 8 s
+        assert daemon.returncode == 0, stderr_tail(log)
 
 
 def test_jack_server_going_away_is_a_clear_exit(tiny_model_dir):
@@ -153,5 +159,5 @@ def test_output_peer_going_away_blocks_nothing_and_is_reconnected(tiny_model_dir
         finally:
             sink.close()
             daemon.terminate()
-            daemon.wait(timeout=10)
-        assert daemon.returncode == 0
+            daemon.wait(timeout=15)  # the supervisor's own stop deadline is 8 s
+        assert daemon.returncode == 0, stderr_tail(log)
