@@ -12,6 +12,10 @@ from pathlib import Path
 import pytest
 from jack import Peer, jack_env, jack_server
 
+from glsr_live.supervise import STOP_DEADLINE_SECONDS
+
+STOP_WAIT = STOP_DEADLINE_SECONDS + 7  # past the supervisor's deadline, which kills a stuck daemon
+
 pytestmark = pytest.mark.jack
 
 
@@ -20,7 +24,8 @@ class Lines:
 
     def __init__(self, stream):
         self.lines: list[str] = []
-        threading.Thread(target=self._read, args=(stream,), daemon=True).start()
+        self.reader = threading.Thread(target=self._read, args=(stream,), daemon=True)
+        self.reader.start()
 
     def _read(self, stream):
         for line in stream:
@@ -37,7 +42,7 @@ class Lines:
 
 def stderr_tail(log: Lines) -> str:
     """The daemon's last stderr: after a stuck stop it holds every thread's stack."""
-    time.sleep(0.5)  # the reader thread drains what the supervisor wrote before exiting
+    log.reader.join(timeout=2)  # the stream ends with the process: everything it wrote is read
     return "".join(log.lines)[-6000:]
 
 
@@ -82,7 +87,7 @@ def test_input_peer_killed_and_restarted_is_reconnected(tiny_model_dir, tmp_path
             if listen is not None:
                 listen.close()
             daemon.terminate()
-            daemon.wait(timeout=15)  # the supervisor's own stop deadline is 8 s
+            daemon.wait(timeout=STOP_WAIT)
         assert daemon.returncode == 0, stderr_tail(log)
 
 
@@ -159,5 +164,5 @@ def test_output_peer_going_away_blocks_nothing_and_is_reconnected(tiny_model_dir
         finally:
             sink.close()
             daemon.terminate()
-            daemon.wait(timeout=15)  # the supervisor's own stop deadline is 8 s
+            daemon.wait(timeout=STOP_WAIT)
         assert daemon.returncode == 0, stderr_tail(log)
