@@ -236,3 +236,17 @@ def test_the_decoder_sees_z_at_the_first_step_or_at_every_step():
         assert torch.equal(later, z[:, None].expand_as(later)) if every_step else not later.any()
         assert not inputs[:, 1:, 4].any()
         assert torch.allclose(model.decode(z), model.decode(z, twice_differentiable=True))
+
+
+def test_step_inputs_append_a_one_hot_of_each_step_to_the_decoder_input():
+    """With step_inputs the decoder also sees which of the L steps it is decoding (the mask and
+    z stay as before), and the unrolled LSTM still decodes exactly what torch's does."""
+    z = torch.randn(3, 4, dtype=torch.float64)
+    torch.manual_seed(0)
+    model = GLSRVAE(ModelArgs(vocab_size=VOCAB.size, seq_len=8, latent_dim=4, embed_dim=8,
+                              hidden=16, z_every_step=True, step_inputs=True)).double().eval()
+    inputs = model.decoder_inputs(z)  # (B, L, d + 1 + L)
+    assert inputs.shape == (3, 8, 4 + 1 + 8)
+    assert torch.equal(inputs[:, :, :4], z[:, None].expand(3, 8, 4))
+    assert torch.equal(inputs[1, :, 5:], torch.eye(8, dtype=z.dtype))
+    assert torch.allclose(model.decode(z), model.decode(z, twice_differentiable=True))

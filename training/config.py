@@ -36,6 +36,7 @@ class ModelConfig:
     logvar_bias: float = -3.0
     forget_bias: float = 0.0
     z_every_step: bool = False  # the paper's decoder sees z at step 0 only
+    step_inputs: bool = False  # the decoder also sees a one-hot of its step
 
 
 @dataclass

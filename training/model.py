@@ -25,6 +25,7 @@ class ModelArgs:
     logvar_bias: float = -3.0  # start with narrow posteriors so z carries information early
     forget_bias: float = 0.0  # added to the LSTM forget gates: z must survive L steps
     z_every_step: bool = False  # the paper feeds z at the first step only; True: at every step
+    step_inputs: bool = False  # True: the decoder also sees a one-hot of its step (bar position)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -44,8 +45,9 @@ class GLSRVAE(nn.Module):
         self.to_logvar = nn.Linear(directions * args.hidden, args.latent_dim)
         nn.init.constant_(self.to_logvar.bias, args.logvar_bias)
         # Decoder input at step t is [z * m_t, m_t] with m_0 = 1 and m_t = 0 after (paper, Eq. 10).
+        step_features = args.seq_len if args.step_inputs else 0
         self.decoder = nn.LSTM(
-            args.latent_dim + 1, args.hidden, args.layers, batch_first=True,
+            args.latent_dim + 1 + step_features, args.hidden, args.layers, batch_first=True,
             dropout=args.dropout if args.layers > 1 else 0.0,
         )
         self.to_logits = nn.Linear(args.hidden, args.vocab_size)
@@ -60,20 +62,27 @@ class GLSRVAE(nn.Module):
         return self.to_mu(last), self.to_logvar(last)
 
     def decoder_inputs(self, z: torch.Tensor) -> torch.Tensor:
-        """z (B, d) -> (B, L, d + 1): z and the mask 1 at step 0, zeros after.
+        """z (B, d) -> (B, L, d + 1 [+ L]): z and the mask 1 at step 0, zeros after.
 
         With ``z_every_step`` z stays in the input at every step (the mask still marks step 0):
-        the decoder need not carry the phrase through 32 steps of its state. Each step's
-        distribution still depends on z only, so the attribute expectations stay exact.
+        the decoder need not carry the phrase through 32 steps of its state. With
+        ``step_inputs`` a one-hot of the step follows, so the decoder need not count steps to
+        know where the beats fall. Each step's distribution still depends on z only, so the
+        attribute expectations stay exact.
         """
         batch, length = z.shape[0], self.args.seq_len
-        mask = z.new_zeros(batch, length, 1)
-        mask[:, 0] = 1.0
         if self.args.z_every_step:
-            return torch.cat([z.unsqueeze(1).expand(batch, length, z.shape[1]), mask], dim=2)
-        first = torch.cat([z, z.new_ones(batch, 1)], dim=1).unsqueeze(1)  # (B, 1, d + 1)
-        rest = z.new_zeros(batch, length - 1, z.shape[1] + 1)
-        return torch.cat([first, rest], dim=1)
+            mask = z.new_zeros(batch, length, 1)
+            mask[:, 0] = 1.0
+            inputs = torch.cat([z.unsqueeze(1).expand(batch, length, z.shape[1]), mask], dim=2)
+        else:
+            first = torch.cat([z, z.new_ones(batch, 1)], dim=1).unsqueeze(1)  # (B, 1, d + 1)
+            rest = z.new_zeros(batch, length - 1, z.shape[1] + 1)
+            inputs = torch.cat([first, rest], dim=1)
+        if not self.args.step_inputs:
+            return inputs
+        steps = torch.eye(length, dtype=z.dtype, device=z.device)  # (L, L)
+        return torch.cat([inputs, steps.unsqueeze(0).expand(batch, length, length)], dim=2)
 
     def decode(self, z: torch.Tensor, twice_differentiable: bool = False) -> torch.Tensor:
         """z (B, d) -> logits (B, L, K), one independent distribution per step.
