@@ -56,10 +56,15 @@ def rss_mib() -> float:
 
 
 def play_phrase(engine: Engine, start: float, rng: np.random.Generator) -> None:
-    """Feed one random monophonic phrase of L steps, starting at clock time ``start``."""
+    """Feed one random monophonic phrase of L steps, starting at clock time ``start``.
+
+    Its first note falls on ``start`` (the clock starts at the first note), so each phrase
+    boundary falls where the burst ticks it.
+    """
     info = engine.info
     step = engine.clock.step_seconds
-    onsets = np.sort(rng.choice(info.grid.seq_len, size=rng.integers(4, 12), replace=False))
+    later = rng.choice(np.arange(1, info.grid.seq_len), size=rng.integers(3, 11), replace=False)
+    onsets = np.sort(np.append(0, later))
     ends = list(onsets[1:]) + [info.grid.seq_len]
     for onset, end in zip(onsets, ends, strict=True):
         pitch = int(rng.integers(info.vocab.low, info.vocab.high + 1))
@@ -89,6 +94,8 @@ def run_burst(model: Model, events: int, seed: int = 0) -> dict:
     for index in range(20):
         play_phrase(engine, index * phrase_seconds, rng)
         phrase_times.append(phrase_to_first_note(engine, (index + 1) * phrase_seconds))
+    if engine.phrase_z is None:
+        raise RuntimeError("bench: the engine took no phrase")
     knobs = engine.preset.knobs
     now = 21 * phrase_seconds
     knob_times = [knob_latency(engine, knobs[i % len(knobs)], int(rng.integers(0, 128)), now)
