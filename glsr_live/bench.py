@@ -79,6 +79,12 @@ def phrase_to_first_note(engine: Engine, boundary_time: float) -> float:
     return time.perf_counter() - started
 
 
+def require_phrase(engine: Engine) -> None:
+    """Knob timings mean nothing without a phrase: a knob with none decodes nothing."""
+    if engine.phrase_z is None:
+        raise RuntimeError("bench: the engine took no phrase")
+
+
 def knob_latency(engine: Engine, knob: Knob, value: int, now: float) -> float:
     started = time.perf_counter()
     engine.handle(mido.Message("control_change", control=knob.cc, value=value), now)
@@ -94,8 +100,7 @@ def run_burst(model: Model, events: int, seed: int = 0) -> dict:
     for index in range(20):
         play_phrase(engine, index * phrase_seconds, rng)
         phrase_times.append(phrase_to_first_note(engine, (index + 1) * phrase_seconds))
-    if engine.phrase_z is None:
-        raise RuntimeError("bench: the engine took no phrase")
+    require_phrase(engine)
     knobs = engine.preset.knobs
     now = 21 * phrase_seconds
     knob_times = [knob_latency(engine, knobs[i % len(knobs)], int(rng.integers(0, 128)), now)
@@ -118,8 +123,7 @@ def engine_with_phrase(model: Model, seed: int, mode: str = "offset"
     while engine.phrase_z is None and now < 3 * phrase_seconds:
         engine.tick(now)
         now += 0.001
-    if engine.phrase_z is None:
-        raise RuntimeError("bench: the engine took no phrase")
+    require_phrase(engine)
     return engine, rng, now
 
 

@@ -13,7 +13,10 @@ import mido
 import pytest
 from jack import jack_env, jack_server
 
+from glsr_live.bench import run_burst
+from glsr_live.catalog import resolve_model
 from glsr_live.midifile import read_notes
+from glsr_live.model import Model
 
 
 def glsr_live(*args: str, env=None, timeout=120) -> subprocess.CompletedProcess:
@@ -99,6 +102,13 @@ def test_bench_reports_latencies(tiny_model_dir):
     for name in ("single_knob", "any_change", "value_target"):
         assert 0 < result[name]["p50_ms"] <= result[name]["p99_ms"], name
     assert result["single_knob"]["lookups"] == 200  # every lone turn was a table lookup
+
+
+def test_bench_burst_times_knobs_on_a_captured_phrase_with_the_default_model():
+    """The burst's knob moves must act on a phrase: with d = 32 the engine's prior draw moved
+    the seeded phrases off the boundary the burst ticks, and it timed knobs on nothing."""
+    result = run_burst(Model(resolve_model(None)), events=20)  # raises if it took no phrase
+    assert result["knob_to_variation"]["count"] == 20
 
 
 def test_render_target_finds_the_wanted_note_count_with_the_shipped_model(tmp_path):

@@ -1,4 +1,5 @@
-"""The GLSR-VAE of Hadjeres, Nielsen and Pachet (2017): RNN encoder, RNN decoder fed z once.
+"""The GLSR-VAE of Hadjeres, Nielsen and Pachet (2017): RNN encoder, RNN decoder fed z
+(at the first step as in the paper, or at every step).
 
 Shapes: B batch, L steps, K tokens, d latent size, H hidden units.
 """
