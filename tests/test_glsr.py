@@ -109,6 +109,31 @@ def test_glsr_term_measures_the_secant_slope_over_the_configured_difference_step
     assert slopes[1e-2] != pytest.approx(slopes[3.0], rel=0.1)  # the step was used
 
 
+def test_an_attributes_own_difference_step_overrides_the_glsr_one():
+    """[glsr.attributes] difference_step: that attribute's secant is over its own h; the rest
+    keep [glsr]'s."""
+    from glsr_train.config import AttributeConfig, Config
+    from glsr_train.train import glsr_term
+
+    model, pitches = small_model(), torch.from_numpy(VOCAB.pitch_table())
+    z = torch.randn(8, 4, dtype=torch.float64)
+    config = Config()
+    config.glsr.gradient, config.glsr.axis_spread, config.glsr.batch = "finite_difference", 0, 8
+    config.glsr.difference_step = 1e-2
+    config.glsr.attributes = [AttributeConfig("notes", 0),
+                              AttributeConfig("register", 2, difference_step=3.0)]
+    parts: dict = {}
+    with torch.no_grad():
+        glsr_term(model, z, ATTRIBUTES, config, pitches, parts)
+    for attribute, h in zip(ATTRIBUTES, (1e-2, 3.0), strict=True):
+        offset = torch.zeros_like(z)
+        offset[:, attribute.dim] = h
+        with torch.no_grad():
+            secant = (expectation(model, z + offset, attribute, pitches)
+                      - expectation(model, z - offset, attribute, pitches)) / (2 * h)
+        assert parts[f"slope_{attribute.name}"] == pytest.approx(secant.mean().item(), rel=1e-9)
+
+
 def test_penalty_trains_the_slope_towards_its_prior_on_the_unrolled_decoder():
     """Double backward through the unrolled LSTM (the CUDA path) moves the slope to mu."""
     model = small_model().float().train()

@@ -95,6 +95,7 @@ class AttributeConfig:
     mu: float | str = "auto"  # "auto": attribute range over the prior's range (paper, App. B)
     sigma: float | str = "auto"  # "auto": mu / 4
     sharpness: float | None = None  # this attribute's expectation temperature; None: [glsr]'s
+    difference_step: float | None = None  # this attribute's secant half-width; None: [glsr]'s
 
 
 @dataclass
@@ -118,6 +119,13 @@ class GLSRConfig:
             if attribute.name == name and attribute.sharpness is not None:
                 return attribute.sharpness
         return self.sharpness
+
+    def difference_step_of(self, name: str) -> float:
+        """The half-width in z of ``name``'s central difference in the GLSR term."""
+        for attribute in self.attributes:
+            if attribute.name == name and attribute.difference_step is not None:
+                return attribute.difference_step
+        return self.difference_step
 
 
 @dataclass
@@ -188,11 +196,11 @@ def _glsr(values: dict) -> GLSRConfig:
     if config.sharpness <= 0:
         raise ConfigError("[glsr] sharpness must be positive")
     for attribute in config.attributes:
-        value = attribute.sharpness
-        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
-                                  or value <= 0):
-            raise ConfigError(f"[glsr.attributes] sharpness of {attribute.name!r} must be "
-                              f"a positive number, got {value!r}")
+        check_attribute_option(attribute, "sharpness")
+        check_attribute_option(attribute, "difference_step")
+        if config.gradient == "exact" and attribute.difference_step is not None:
+            raise ConfigError(f"[glsr.attributes] difference_step of {attribute.name!r} needs "
+                              "gradient = 'finite_difference'")
     if config.gradient not in ("exact", "finite_difference"):
         raise ConfigError("[glsr] gradient must be 'exact' or 'finite_difference'")
     if config.difference_step <= 0:
@@ -209,6 +217,15 @@ def _glsr(values: dict) -> GLSRConfig:
     if len(set(dims)) != len(dims):
         raise ConfigError("[glsr] two attributes share one latent dim")
     return config
+
+
+def check_attribute_option(attribute: AttributeConfig, option: str) -> None:
+    """An attribute's own ``option`` (sharpness, difference_step) is unset or positive."""
+    value = getattr(attribute, option)
+    if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
+                              or value <= 0):
+        raise ConfigError(f"[glsr.attributes] {option} of {attribute.name!r} must be "
+                          f"a positive number, got {value!r}")
 
 
 def check_attribute_values(values: dict, where: str) -> None:

@@ -128,11 +128,17 @@ def attribute_gradients(
 def temperatures(attributes: list[RegularisedAttribute], sharpness: Sequence[float] | None
                  ) -> list[float]:
     """One softmax temperature per attribute: ``sharpness`` checked for length, else 1.0s."""
-    if sharpness is None:
-        return [1.0] * len(attributes)
-    if len(sharpness) != len(attributes):
-        raise ValueError(f"{len(sharpness)} sharpness values for {len(attributes)} attributes")
-    return list(sharpness)
+    return per_attribute(1.0 if sharpness is None else sharpness, attributes, "sharpness values")
+
+
+def per_attribute(value: float | Sequence[float], attributes: list[RegularisedAttribute],
+                  what: str) -> list[float]:
+    """One value per attribute: a single number for all, or a sequence checked for length."""
+    if isinstance(value, (int, float)):
+        return [float(value)] * len(attributes)
+    if len(value) != len(attributes):
+        raise ValueError(f"{len(value)} {what} for {len(attributes)} attributes")
+    return list(value)
 
 
 def finite_difference_gradients(
@@ -140,28 +146,30 @@ def finite_difference_gradients(
     z: torch.Tensor,
     attributes: list[RegularisedAttribute],
     pitches: torch.Tensor,
-    step: float = 1e-2,
+    step: float | Sequence[float] = 1e-2,
     sharpness: Sequence[float] | None = None,
 ) -> torch.Tensor:
     """(B, n_attributes) central differences (g(z + h e) - g(z - h e)) / 2h, one decode.
 
     Needs no double backward (so cuDNN and mkldnn kernels serve the training backward) and
-    costs one extra forward/backward of 2 * n_attributes * B samples. Error O(h^2). Attribute
-    a's expectation is taken under softmax(logits / sharpness[a]) (1.0 each when not given).
+    costs one extra forward/backward of 2 * n_attributes * B samples. Error O(h^2). ``step``
+    is h, one for all attributes or one each. Attribute a's expectation is taken under
+    softmax(logits / sharpness[a]) (1.0 each when not given).
     """
+    steps = per_attribute(step, attributes, "difference steps")
     shifted = []
-    for attribute in attributes:
+    for attribute, h in zip(attributes, steps, strict=True):
         offset = torch.zeros_like(z)
-        offset[:, attribute.dim] = step
+        offset[:, attribute.dim] = h
         shifted += [z + offset, z - offset]
     logits = decode(torch.cat(shifted))  # (2 * n * B, L, K)
     columns = []
-    for index, (attribute, temperature) in enumerate(
-            zip(attributes, temperatures(attributes, sharpness), strict=True)):
+    for index, (attribute, temperature, h) in enumerate(
+            zip(attributes, temperatures(attributes, sharpness), steps, strict=True)):
         part = logits[2 * index * len(z): (2 * index + 2) * len(z)] / temperature
         plus, minus = torch.softmax(part, dim=-1).chunk(2)
         g = EXPECTATIONS[attribute.name]
-        columns.append((g(plus, pitches) - g(minus, pitches)) / (2 * step))
+        columns.append((g(plus, pitches) - g(minus, pitches)) / (2 * h))
     return torch.stack(columns, dim=1)
 
 

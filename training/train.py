@@ -172,7 +172,8 @@ def glsr_term(model: GLSRVAE, z: torch.Tensor, attributes: list[RegularisedAttri
     sub = spread_along_axes(z[rows], attributes, config.glsr.axis_spread)
     estimator = GRADIENT_ESTIMATORS[config.glsr.gradient]
     unrolled = sub.device.type == "cuda" and estimator is attribute_gradients
-    options = {"step": config.glsr.difference_step} if estimator is not attribute_gradients else {}
+    options = ({"step": [config.glsr.difference_step_of(a.name) for a in attributes]}
+               if estimator is not attribute_gradients else {})
     gradients = estimator(  # unrolled: cuDNN has no double backward
         lambda zz: model.decode(zz, twice_differentiable=unrolled), sub, attributes, pitches,
         sharpness=[config.glsr.sharpness_of(a.name) for a in attributes], **options)
