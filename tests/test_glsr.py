@@ -134,6 +134,31 @@ def test_an_attributes_own_difference_step_overrides_the_glsr_one():
         assert parts[f"slope_{attribute.name}"] == pytest.approx(secant.mean().item(), rel=1e-9)
 
 
+def test_straight_through_slopes_are_the_argmax_decodes_with_the_expectations_gradient():
+    """straight_through: the secant's value is that of the played (argmax) attribute; its
+    gradient w.r.t. the decoder is the expected attribute's secant's."""
+    model, pitches = small_model(), torch.from_numpy(VOCAB.pitch_table())
+    z = torch.randn(8, 4, dtype=torch.float64)
+    h = 1.5
+    played = finite_difference_gradients(model.decode, z, ATTRIBUTES, pitches, step=h,
+                                         straight_through=[False, True])
+    expected = finite_difference_gradients(model.decode, z, ATTRIBUTES, pitches, step=h)
+    offset = torch.zeros_like(z)
+    offset[:, ATTRIBUTES[1].dim] = h
+    with torch.no_grad():
+        ends = [model.decode(z + offset).argmax(-1), model.decode(z - offset).argmax(-1)]
+    hand = (token_attributes(ends[0], ATTRIBUTES, pitches)[:, 1]
+            - token_attributes(ends[1], ATTRIBUTES, pitches)[:, 1]) / (2 * h)
+    assert torch.allclose(played[:, 1], torch.nan_to_num(hand).double(), atol=1e-6)
+    assert not torch.allclose(played[:, 1], expected[:, 1], atol=1e-3)  # not the expectation
+    assert torch.equal(played[:, 0], expected[:, 0])  # the other attribute is untouched
+    weights = list(model.parameters())
+    grad_played = torch.autograd.grad(played[:, 1].sum(), weights, allow_unused=True)
+    grad_expected = torch.autograd.grad(expected[:, 1].sum(), weights, allow_unused=True)
+    for a, b in zip(grad_played, grad_expected, strict=True):
+        assert (a is None and b is None) or torch.allclose(a, b)
+
+
 def test_penalty_trains_the_slope_towards_its_prior_on_the_unrolled_decoder():
     """Double backward through the unrolled LSTM (the CUDA path) moves the slope to mu."""
     model = small_model().float().train()

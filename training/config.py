@@ -96,6 +96,7 @@ class AttributeConfig:
     sigma: float | str = "auto"  # "auto": mu / 4
     sharpness: float | None = None  # this attribute's expectation temperature; None: [glsr]'s
     difference_step: float | None = None  # this attribute's secant half-width; None: [glsr]'s
+    straight_through: bool | None = None  # this attribute's choice; None: [glsr]'s
 
 
 @dataclass
@@ -112,20 +113,17 @@ class GLSRConfig:
     # decoder meets by changing its argmax within the interval, not by softening everywhere
     difference_step: float = 1e-2
     sharpness: float = 1.0  # expectations under softmax(logits / sharpness); < 1 nears argmax
+    # finite_difference: the secant of the played (argmax) attribute, its gradient that of the
+    # expectation (straight-through): the decoder cannot meet it by softening, only by playing
+    straight_through: bool = False
 
-    def sharpness_of(self, name: str) -> float:
-        """The softmax temperature of ``name``'s expectation in the GLSR term."""
+    def option_of(self, name: str, option: str):
+        """``name``'s own ``option`` (sharpness, difference_step, straight_through) where its
+        table sets one, else [glsr]'s."""
         for attribute in self.attributes:
-            if attribute.name == name and attribute.sharpness is not None:
-                return attribute.sharpness
-        return self.sharpness
-
-    def difference_step_of(self, name: str) -> float:
-        """The half-width in z of ``name``'s central difference in the GLSR term."""
-        for attribute in self.attributes:
-            if attribute.name == name and attribute.difference_step is not None:
-                return attribute.difference_step
-        return self.difference_step
+            if attribute.name == name and getattr(attribute, option) is not None:
+                return getattr(attribute, option)
+        return getattr(self, option)
 
 
 @dataclass
@@ -198,15 +196,24 @@ def _glsr(values: dict) -> GLSRConfig:
     for attribute in config.attributes:
         check_attribute_option(attribute, "sharpness")
         check_attribute_option(attribute, "difference_step")
-        if config.gradient == "exact" and attribute.difference_step is not None:
-            raise ConfigError(f"[glsr.attributes] difference_step of {attribute.name!r} needs "
-                              "gradient = 'finite_difference'")
+        for option in ("difference_step", "straight_through"):
+            if config.gradient == "exact" and getattr(attribute, option) is not None:
+                raise ConfigError(f"[glsr.attributes] {option} of {attribute.name!r} needs "
+                                  "gradient = 'finite_difference'")
+        if attribute.straight_through is not None and not isinstance(attribute.straight_through,
+                                                                      bool):
+            raise ConfigError(f"[glsr.attributes] straight_through of {attribute.name!r} must "
+                              f"be true or false, got {attribute.straight_through!r}")
     if config.gradient not in ("exact", "finite_difference"):
         raise ConfigError("[glsr] gradient must be 'exact' or 'finite_difference'")
     if config.difference_step <= 0:
         raise ConfigError("[glsr] difference_step must be positive")
     if config.gradient == "exact" and config.difference_step != GLSRConfig.difference_step:
         raise ConfigError("[glsr] difference_step needs gradient = 'finite_difference'")
+    if not isinstance(config.straight_through, bool):
+        raise ConfigError("[glsr] straight_through must be true or false")
+    if config.gradient == "exact" and config.straight_through:
+        raise ConfigError("[glsr] straight_through needs gradient = 'finite_difference'")
     from .glsr import EXPECTATIONS
 
     for attribute in config.attributes:

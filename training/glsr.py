@@ -132,10 +132,10 @@ def temperatures(attributes: list[RegularisedAttribute], sharpness: Sequence[flo
 
 
 def per_attribute(value: float | Sequence[float], attributes: list[RegularisedAttribute],
-                  what: str) -> list[float]:
+                  what: str) -> list:
     """One value per attribute: a single number for all, or a sequence checked for length."""
     if isinstance(value, (int, float)):
-        return [float(value)] * len(attributes)
+        return [value] * len(attributes)
     if len(value) != len(attributes):
         raise ValueError(f"{len(value)} {what} for {len(attributes)} attributes")
     return list(value)
@@ -148,15 +148,18 @@ def finite_difference_gradients(
     pitches: torch.Tensor,
     step: float | Sequence[float] = 1e-2,
     sharpness: Sequence[float] | None = None,
+    straight_through: bool | Sequence[bool] = False,
 ) -> torch.Tensor:
     """(B, n_attributes) central differences (g(z + h e) - g(z - h e)) / 2h, one decode.
 
     Needs no double backward (so cuDNN and mkldnn kernels serve the training backward) and
     costs one extra forward/backward of 2 * n_attributes * B samples. Error O(h^2). ``step``
     is h, one for all attributes or one each. Attribute a's expectation is taken under
-    softmax(logits / sharpness[a]) (1.0 each when not given).
+    softmax(logits / sharpness[a]) (1.0 each when not given). Where ``straight_through`` is
+    set, g's value is the argmax decode's attribute and its gradient the expectation's.
     """
     steps = per_attribute(step, attributes, "difference steps")
+    played = per_attribute(straight_through, attributes, "straight_through flags")
     shifted = []
     for attribute, h in zip(attributes, steps, strict=True):
         offset = torch.zeros_like(z)
@@ -164,13 +167,27 @@ def finite_difference_gradients(
         shifted += [z + offset, z - offset]
     logits = decode(torch.cat(shifted))  # (2 * n * B, L, K)
     columns = []
-    for index, (attribute, temperature, h) in enumerate(
-            zip(attributes, temperatures(attributes, sharpness), steps, strict=True)):
+    for index, (attribute, temperature, h, hard) in enumerate(
+            zip(attributes, temperatures(attributes, sharpness), steps, played, strict=True)):
         part = logits[2 * index * len(z): (2 * index + 2) * len(z)] / temperature
-        plus, minus = torch.softmax(part, dim=-1).chunk(2)
-        g = EXPECTATIONS[attribute.name]
-        columns.append((g(plus, pitches) - g(minus, pitches)) / (2 * h))
+        g = played_attribute if hard else expected_attribute
+        plus, minus = g(attribute.name, part, pitches).chunk(2)
+        columns.append((plus - minus) / (2 * h))
     return torch.stack(columns, dim=1)
+
+
+def expected_attribute(name: str, logits: torch.Tensor, pitches: torch.Tensor) -> torch.Tensor:
+    """logits (B, L, K) -> (B,) the attribute's expectation under softmax(logits)."""
+    return EXPECTATIONS[name](torch.softmax(logits, dim=-1), pitches)
+
+
+def played_attribute(name: str, logits: torch.Tensor, pitches: torch.Tensor) -> torch.Tensor:
+    """logits (B, L, K) -> (B,) the argmax decode's attribute, with the expectation's gradient
+    (straight-through): its value is what the instrument plays."""
+    soft = expected_attribute(name, logits, pitches)
+    one_hot = torch.nn.functional.one_hot(logits.argmax(dim=-1), logits.shape[-1])
+    hard = EXPECTATIONS[name](one_hot.to(logits.dtype), pitches)
+    return hard + soft - soft.detach()
 
 
 GRADIENT_ESTIMATORS = {
