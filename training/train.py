@@ -172,13 +172,14 @@ def glsr_term(model: GLSRVAE, z: torch.Tensor, attributes: list[RegularisedAttri
     sub = spread_along_axes(z[rows], attributes, config.glsr.axis_spread)
     estimator = GRADIENT_ESTIMATORS[config.glsr.gradient]
     unrolled = sub.device.type == "cuda" and estimator is attribute_gradients
-    options = ({option: [config.glsr.option_of(a.name, name) for a in attributes]
-                for option, name in (("step", "difference_step"),
-                                     ("straight_through", "straight_through"))}
+    def each(option: str) -> list:
+        return [config.glsr.option_of(a.name, option) for a in attributes]
+
+    options = ({"step": each("difference_step"), "straight_through": each("straight_through")}
                if estimator is not attribute_gradients else {})
     gradients = estimator(  # unrolled: cuDNN has no double backward
         lambda zz: model.decode(zz, twice_differentiable=unrolled), sub, attributes, pitches,
-        sharpness=[config.glsr.option_of(a.name, "sharpness") for a in attributes], **options)
+        sharpness=each("sharpness"), **options)
     penalty = glsr_penalty(gradients, attributes)  # (n_attributes,)
     for attribute, value, grad in zip(attributes, penalty, gradients.mean(0), strict=True):
         parts[f"glsr_{attribute.name}"] = value.item()
