@@ -1,8 +1,8 @@
-"""Thinning: windows lose whole notes to rests and stay canonical token sequences."""
+"""Thinning and stretching: altered windows that stay canonical token sequences."""
 
 import numpy as np
 import torch
-from glsr_train.augment import note_indices, thin_notes
+from glsr_train.augment import note_indices, stretch_range, thin_notes
 from glsr_train.dataset import DatasetSettings, build
 
 from glsr_live.attributes import compute
@@ -53,6 +53,50 @@ def test_thinned_rows_are_spread_over_the_batch_and_glsr_sees_both_kinds():
         shares.append(mask[glsr_rows(128, 32, windows.device)].float().mean().item())
     assert 0.15 < np.mean(shares) < 0.35  # about the thinned share, not 1.0
     assert min(shares) < 0.5 and max(shares) > 0.0
+
+
+def test_stretched_windows_keep_rhythm_and_register_and_change_only_their_range():
+    torch.manual_seed(0)
+    windows, vocab = chorale_windows(512)
+    pitches = torch.from_numpy(vocab.pitch_table())
+    stretched, mask = stretch_range(windows, 0.5, pitches)
+    assert 200 < int(mask.sum()) <= 256  # rows that would leave the vocabulary stay whole
+    assert torch.equal(stretched[~mask], windows[~mask])
+    onsets = windows > 1
+    assert torch.equal(stretched > 1, onsets)  # every onset, hold and rest where it was
+    assert torch.equal(stretched[~onsets], windows[~onsets])
+    grid = Grid()
+    for name, tolerance in (("notes", 0.0), ("register", 0.5)):
+        before = compute(name, windows[mask].numpy(), vocab, grid)
+        after = compute(name, stretched[mask].numpy(), vocab, grid)
+        assert np.abs(after - before).max() <= tolerance, name
+    before = compute("range", windows[mask].numpy(), vocab, grid)
+    after = compute("range", stretched[mask].numpy(), vocab, grid)
+    ratio = (after + 1) / (before + 1)
+    assert ratio.min() < 0.75 and ratio.max() > 1.4  # both ways, about a factor 2 at most
+    assert np.all(after <= 2 * before + 1)
+    for row in stretched[mask].numpy():
+        notes = tokens_to_notes(row, vocab)
+        assert np.array_equal(notes_to_tokens(notes, vocab, len(row)), row)
+
+
+def test_stretching_leaves_thinned_rows_alone_and_both_are_altered():
+    from glsr_train.config import Config, from_dict
+    from glsr_train.train import altered_batch
+
+    torch.manual_seed(0)
+    windows, vocab = chorale_windows(128)
+    pitches = torch.from_numpy(vocab.pitch_table())
+    thinned, thin_mask = thin_notes(windows, 0.25)
+    _, stretch_mask = stretch_range(thinned, 0.25, pitches, exclude=thin_mask)
+    assert not (thin_mask & stretch_mask).any() and int(stretch_mask.sum()) > 24
+    config = from_dict({"schedule": {"thinning": 0.25, "stretching": 0.25}})
+    torch.manual_seed(1)
+    altered, mask = altered_batch(windows, config, 0, pitches)
+    assert 56 <= int(mask.sum()) <= 64
+    assert torch.equal(altered[~mask], windows[~mask]) and (altered[mask] != windows[mask]).any()
+    untouched, none = altered_batch(windows, Config(), 0, pitches)
+    assert torch.equal(untouched, windows) and not none.any()
 
 
 class RecordingDecoder:

@@ -83,9 +83,11 @@ SCHEDULE_TERMS = {
     "alignment": Ramp(),  # AR-VAE's ordering term on the posterior means
     "calibration": Ramp(),  # mu placed where the axis's slope says the attribute belongs
     "thinning": Ramp(),  # share of each batch whose windows lose notes to rests
-    "restoration": Ramp(),  # a thinned window, moved up its axes, decodes to the whole one
-    "anchor": Ramp(),  # a thinned window's code, off the axes, is pulled to the whole's
+    "stretching": Ramp(),  # share whose intervals widen or narrow about their mean pitch
+    "restoration": Ramp(),  # an altered window, moved along its axes, decodes to the original
+    "anchor": Ramp(),  # an altered window's code, off the axes, is pulled to the original's
 }
+AUGMENTATIONS = ("thinning", "stretching")  # shares of the batch, not loss weights
 
 
 @dataclass
@@ -138,7 +140,7 @@ class Config:
 
     def weight(self, term: str, step: int) -> float:
         """The scheduled weight of ``term`` at ``step``; regularising terms are 0 without GLSR."""
-        if term not in ("beta", "thinning") and not self.regularize:
+        if term != "beta" and term not in AUGMENTATIONS and not self.regularize:
             return 0.0
         return self.schedule[term].at(step)
 
@@ -263,8 +265,11 @@ def _schedule(values: dict) -> dict[str, Ramp]:
         if ramp.value < 0 or ramp.start < 0 or ramp.ramp < 0:
             raise ConfigError(f"[schedule] {term}: value, start and ramp must be >= 0")
         schedule[term] = ramp
-    if schedule["thinning"].value > 1:
-        raise ConfigError("[schedule] thinning is a share of the batch: at most 1")
+    for term in AUGMENTATIONS:
+        if schedule[term].value > 1:
+            raise ConfigError(f"[schedule] {term} is a share of the batch: at most 1")
+    if sum(schedule[term].value for term in AUGMENTATIONS) > 1:
+        raise ConfigError("[schedule] thinning and stretching share the batch: at most 1 in all")
     return schedule
 
 
@@ -277,9 +282,11 @@ def from_dict(raw: dict) -> Config:
     config.glsr = _glsr(raw.get("glsr", {}))
     config.schedule = _schedule(raw.get("schedule", {}))
     config.regularize = bool(raw.get("regularize", True))
+    altered = any(config.schedule[term].value > 0 for term in AUGMENTATIONS)
     for term in ("restoration", "anchor"):
-        if config.schedule[term].value > 0 and config.schedule["thinning"].value == 0:
-            raise ConfigError(f"[schedule] {term} needs thinned windows: give thinning a value")
+        if config.schedule[term].value > 0 and not altered:
+            raise ConfigError(f"[schedule] {term} needs altered windows: give thinning or "
+                              "stretching a value")
     for section, name in (("train", "batch_size"), ("train", "max_steps"), ("glsr", "batch"),
                           ("data", "seq_len"), ("data", "stride"), ("model", "latent_dim")):
         if getattr(getattr(config, section), name) < 1:

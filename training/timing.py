@@ -17,10 +17,9 @@ import torch
 from glsr_live.tokens import Vocabulary
 
 from . import config as config_module
-from .augment import thin_notes
 from .glsr import RegularisedAttribute
 from .model import GLSRVAE, ModelArgs
-from .train import objective
+from .train import altered_batch, objective
 
 VOCAB = Vocabulary(57, 81)  # the Bach soprano range
 
@@ -37,9 +36,9 @@ def time_steps(config, attributes, batch: int, steps: int, device: torch.device)
     seconds = []
     for _ in range(steps + 1):
         started = time.perf_counter()
-        thinned, mask = thin_notes(tokens, config.weight("thinning", late))
-        result = objective(model, thinned, attributes, config, late, pitches, originals=tokens,
-                           thinned=mask)
+        altered, mask = altered_batch(tokens, config, late, pitches)
+        result = objective(model, altered, attributes, config, late, pitches, originals=tokens,
+                           altered=mask)
         optimiser.zero_grad()
         result.loss.backward()
         optimiser.step()

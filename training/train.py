@@ -30,7 +30,7 @@ from glsr_live.tokens import HOLD, Vocabulary
 
 from . import config as config_module
 from . import finetune
-from .augment import thin_notes
+from .augment import stretch_range, thin_notes
 from .checkpoint import CheckpointError, load_checkpoint, load_latest, save_checkpoint
 from .config import Config, ConfigError
 from .corpus import CorpusError
@@ -130,19 +130,28 @@ class StepResult:
     parts: dict[str, float]
 
 
+def altered_batch(batch: torch.Tensor, config: Config, step: int, pitches: torch.Tensor
+                  ) -> tuple[torch.Tensor, torch.Tensor]:
+    """(B, L) -> (B, L) tokens and (B,) mask of the rows thinned or stretched at ``step``."""
+    thinned, thin_mask = thin_notes(batch, config.weight("thinning", step))
+    stretched, stretch_mask = stretch_range(thinned, config.weight("stretching", step), pitches,
+                                            exclude=thin_mask)
+    return stretched, thin_mask | stretch_mask
+
+
 def glsr_rows(batch_size: int, count: int, device: torch.device) -> torch.Tensor:
-    """(count,) random rows of the batch for the costly GLSR term, whole and thinned alike."""
+    """(count,) random rows of the batch for the costly GLSR term, whole and altered alike."""
     return torch.randperm(batch_size, device=device)[:count]
 
 
 def objective(model: GLSRVAE, tokens: torch.Tensor, attributes: list[RegularisedAttribute],
               config: Config, step: int, pitches: torch.Tensor,
               originals: torch.Tensor | None = None,
-              thinned: torch.Tensor | None = None) -> StepResult:
+              altered: torch.Tensor | None = None) -> StepResult:
     """-ELBO and every scheduled regulariser at ``step``, for one batch (B, L).
 
-    ``originals`` (B, L) is the batch before thinning (``tokens`` after) and ``thinned`` (B,)
-    marks the rows that were thinned, for the thinning terms.
+    ``originals`` (B, L) is the batch before thinning and stretching (``tokens`` after) and
+    ``altered`` (B,) marks the rows that were changed, for the restoration and anchor terms.
     """
     mu, logvar = model.encode(tokens)  # (B, d) each
     z = reparameterise(mu, logvar)
@@ -159,9 +168,9 @@ def objective(model: GLSRVAE, tokens: torch.Tensor, attributes: list[Regularised
         loss = loss + alpha * glsr_term(model, z, attributes, config, pitches, parts)
     parts["alpha"] = alpha
     loss = loss + encoder_terms(mu, tokens, attributes, pitches, config, step, parts)
-    if originals is not None and thinned is not None and bool(thinned.any()):
-        loss = loss + thinning_terms(model, mu[thinned], z[thinned], tokens[thinned],
-                                     originals[thinned], attributes, pitches, config, step, parts)
+    if originals is not None and altered is not None and bool(altered.any()):
+        loss = loss + thinning_terms(model, mu[altered], z[altered], tokens[altered],
+                                     originals[altered], attributes, pitches, config, step, parts)
     return StepResult(loss, parts)
 
 
@@ -220,7 +229,7 @@ def thinning_terms(model: GLSRVAE, mu: torch.Tensor, z: torch.Tensor, tokens: to
                    originals: torch.Tensor, attributes: list[RegularisedAttribute],
                    pitches: torch.Tensor, config: Config, step: int, parts: dict
                    ) -> torch.Tensor | float:
-    """Scheduled restoration and content-anchor terms on the thinned rows (n, ...) only."""
+    """Scheduled restoration and content-anchor terms on the altered rows (n, ...) only."""
     total: torch.Tensor | float = 0.0
     restoration_weight = config.weight("restoration", step)
     anchor_weight = config.weight("anchor", step)
@@ -235,23 +244,24 @@ def thinning_terms(model: GLSRVAE, mu: torch.Tensor, z: torch.Tensor, tokens: to
     return total
 
 
-def restoration_loss(model: GLSRVAE, z: torch.Tensor, thinned: torch.Tensor,
+def restoration_loss(model: GLSRVAE, z: torch.Tensor, altered: torch.Tensor,
                      originals: torch.Tensor, attributes: list[RegularisedAttribute],
                      pitches: torch.Tensor, config: Config) -> torch.Tensor:
-    """Cross-entropy of the whole windows (n, L) decoded from their thinned ones' z (n, d).
+    """Cross-entropy of the original windows (n, L) decoded from their altered ones' z (n, d).
 
     Each regularised coordinate moves by how far apart calibration puts the two windows, so
-    turning the notes knob up from a sparse phrase must bring back plausible notes. GLSR's
+    turning the notes knob up from a sparse phrase must bring back plausible notes, and the
+    range knob must widen or narrow a stretched phrase back to its own intervals. GLSR's
     slope alone cannot teach that where the decoder is sure of silence: the softmax saturates
     and the expected note count has no gradient, while this cross-entropy always has one.
     """
     limit = calibration_limit(config)
     whole = token_attributes(originals, attributes, pitches)  # (n, n_attributes)
-    sparse = token_attributes(thinned, attributes, pitches)
+    changed = token_attributes(altered, attributes, pitches)
     moved = z.clone()
     for i, attribute in enumerate(attributes):
         shift = (calibrated_position(whole[:, i], attribute, limit)
-                 - calibrated_position(sparse[:, i], attribute, limit))
+                 - calibrated_position(changed[:, i], attribute, limit))
         moved[:, attribute.dim] += shift.nan_to_num(0.0)  # register of silence: no move
     logits = model.decode(moved)  # (n, L, K)
     return F.cross_entropy(logits.transpose(1, 2), originals, reduction="none").sum(1).mean()
@@ -259,11 +269,11 @@ def restoration_loss(model: GLSRVAE, z: torch.Tensor, thinned: torch.Tensor,
 
 def content_anchor_penalty(model: GLSRVAE, mu: torch.Tensor, originals: torch.Tensor,
                            attributes: list[RegularisedAttribute]) -> torch.Tensor:
-    """Mean squared distance, off the regularised dims, of thinned codes mu (n, d) from their
+    """Mean squared distance, off the regularised dims, of altered codes mu (n, d) from their
     whole windows' codes (held fixed).
 
-    Thinning should move a phrase along the notes axis, not elsewhere. Without this the one
-    silent window is coded far from every melody, where no knob position decodes notes.
+    Thinning or stretching should move a phrase along its axes, not elsewhere. Without this the
+    one silent window is coded far from every melody, where no knob position decodes notes.
     """
     with torch.no_grad():
         whole, _ = model.encode(originals)  # (n, d)
@@ -458,9 +468,9 @@ def train_loop(run: Run, max_steps: int, max_minutes: float) -> str:
         for group in run.optimizer.param_groups:
             group["lr"] = learning_rate(state.step, config)
         batch = next_batch(run.train, state, config, run.runtime).to(run.runtime.device)
-        thinned, mask = thin_notes(batch, config.weight("thinning", state.step))
-        result = objective(run.model, thinned, run.attributes, config, state.step, pitches,
-                           originals=batch, thinned=mask)
+        altered, mask = altered_batch(batch, config, state.step, pitches)
+        result = objective(run.model, altered, run.attributes, config, state.step, pitches,
+                           originals=batch, altered=mask)
         run.optimizer.zero_grad(set_to_none=True)
         result.loss.backward()
         all_reduce_gradients(run.model, run.runtime)
