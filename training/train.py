@@ -169,8 +169,9 @@ def objective(model: GLSRVAE, tokens: torch.Tensor, attributes: list[Regularised
     parts["alpha"] = alpha
     loss = loss + encoder_terms(mu, tokens, attributes, pitches, config, step, parts)
     if originals is not None and altered is not None and bool(altered.any()):
-        loss = loss + thinning_terms(model, mu[altered], z[altered], tokens[altered],
-                                     originals[altered], attributes, pitches, config, step, parts)
+        loss = loss + altered_row_terms(model, mu[altered], z[altered], tokens[altered],
+                                        originals[altered], attributes, pitches, config, step,
+                                        parts)
     return StepResult(loss, parts)
 
 
@@ -225,10 +226,10 @@ def encoder_terms(mu: torch.Tensor, tokens: torch.Tensor, attributes: list[Regul
     return total
 
 
-def thinning_terms(model: GLSRVAE, mu: torch.Tensor, z: torch.Tensor, tokens: torch.Tensor,
-                   originals: torch.Tensor, attributes: list[RegularisedAttribute],
-                   pitches: torch.Tensor, config: Config, step: int, parts: dict
-                   ) -> torch.Tensor | float:
+def altered_row_terms(model: GLSRVAE, mu: torch.Tensor, z: torch.Tensor,
+                      tokens: torch.Tensor, originals: torch.Tensor,
+                      attributes: list[RegularisedAttribute], pitches: torch.Tensor,
+                      config: Config, step: int, parts: dict) -> torch.Tensor | float:
     """Scheduled restoration and content-anchor terms on the altered rows (n, ...) only."""
     total: torch.Tensor | float = 0.0
     restoration_weight = config.weight("restoration", step)
