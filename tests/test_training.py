@@ -255,3 +255,12 @@ def test_a_metrics_line_torn_by_a_kill_does_not_stop_resume(tmp_path):
     assert [r["step"] for r in read_metrics(log)] == [10, 20, 30]
     forget_metrics_after(log, 20)
     assert [json.loads(line)["step"] for line in log.read_text().splitlines()] == [10, 20]
+
+
+@pytest.mark.parametrize("recipe", sorted((ROOT / "presets" / "train").glob("*.toml")),
+                         ids=lambda path: path.name)
+def test_every_shipped_recipe_loads(recipe):
+    from glsr_train.config import load
+
+    config = load(recipe)
+    assert config.train.max_steps >= 1 and config.data.seq_len >= 1
