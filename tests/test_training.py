@@ -260,6 +260,7 @@ def test_a_metrics_line_torn_by_a_kill_does_not_stop_resume(tmp_path):
 @pytest.mark.parametrize("recipe", sorted((ROOT / "presets" / "train").glob("*.toml")),
                          ids=lambda path: path.name)
 def test_every_shipped_recipe_loads(recipe):
+    """load() is the check: it raises ConfigError on any bad value (a bad recipe fails here)."""
     from glsr_train.config import load
 
     config = load(recipe)
