@@ -208,6 +208,30 @@ def test_calibration_puts_the_latent_where_the_axis_slope_says():
     assert clipped == 0  # 11.5 notes sit at the limit
 
 
+def test_an_attributes_own_calibration_scale_weighs_its_calibration_alone():
+    """[glsr.attributes] calibration_scale = k: that axis's calibration term is k times what
+    it would be; the other axes keep [glsr]'s scale."""
+    from glsr_train.config import AttributeConfig, Config
+    from glsr_train.train import encoder_terms
+
+    pitches = torch.from_numpy(VOCAB.pitch_table())
+    tokens = torch.randint(0, VOCAB.size, (16, 32))
+    mu = torch.randn(16, 4)
+    attributes = [RegularisedAttribute("notes", 0, 1.3, 0.3, centre=8.0),
+                  RegularisedAttribute("register", 2, 3.0, 0.7, centre=69.0)]
+    config = Config()
+    config.schedule["calibration"].value = 2.0
+    values = token_attributes(tokens, attributes, pitches)
+    each = [calibration_penalty(mu[:, a.dim], values[:, i], a, config.glsr.prior_range / 2)
+            for i, a in enumerate(attributes)]
+    for scales in ((None, None), (None, 5.0), (0.5, None)):
+        config.glsr.attributes = [AttributeConfig(a.name, a.dim, calibration_scale=s)
+                                  for a, s in zip(attributes, scales, strict=True)]
+        total = encoder_terms(mu, tokens, attributes, pitches, config, 0, {})
+        expected = 2.0 * sum((s or 1.0) * p for s, p in zip(scales, each, strict=True))
+        assert torch.isclose(total, expected), scales
+
+
 def test_token_attributes_are_the_data_attributes():
     from glsr_live.attributes import compute
     from glsr_live.tokens import Grid

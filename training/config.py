@@ -99,6 +99,7 @@ class AttributeConfig:
     sharpness: float | None = None  # this attribute's expectation temperature; None: [glsr]'s
     difference_step: float | None = None  # this attribute's secant half-width; None: [glsr]'s
     straight_through: bool | None = None  # this attribute's choice; None: [glsr]'s
+    calibration_scale: float | None = None  # times [schedule] calibration; None: [glsr]'s
 
 
 @dataclass
@@ -118,10 +119,13 @@ class GLSRConfig:
     # finite_difference: the secant of the played (argmax) attribute, its gradient that of the
     # expectation (straight-through): the decoder cannot meet it by softening, only by playing
     straight_through: bool = False
+    # each axis's calibration weight is [schedule] calibration times this (or its own): an
+    # axis whose encoder spread hides its attribute (AR-VAE's interpretability) can be pinned
+    calibration_scale: float = 1.0
 
     def option_of(self, name: str, option: str):
-        """``name``'s own ``option`` (sharpness, difference_step, straight_through) where its
-        table sets one, else [glsr]'s."""
+        """``name``'s own ``option`` (sharpness, difference_step, straight_through,
+        calibration_scale) where its table sets one, else [glsr]'s."""
         for attribute in self.attributes:
             if attribute.name == name and getattr(attribute, option) is not None:
                 return getattr(attribute, option)
@@ -195,9 +199,12 @@ def _glsr(values: dict) -> GLSRConfig:
         config.attributes = [_build(AttributeConfig, a, "glsr.attributes") for a in attributes]
     if config.sharpness <= 0:
         raise ConfigError("[glsr] sharpness must be positive")
+    if config.calibration_scale <= 0:
+        raise ConfigError("[glsr] calibration_scale must be positive")
     for attribute in config.attributes:
         check_attribute_option(attribute, "sharpness")
         check_attribute_option(attribute, "difference_step")
+        check_attribute_option(attribute, "calibration_scale")
         for option in ("difference_step", "straight_through"):
             if config.gradient == "exact" and getattr(attribute, option) is not None:
                 raise ConfigError(f"[glsr.attributes] {option} of {attribute.name!r} needs "
@@ -229,7 +236,8 @@ def _glsr(values: dict) -> GLSRConfig:
 
 
 def check_attribute_option(attribute: AttributeConfig, option: str) -> None:
-    """An attribute's own ``option`` (sharpness, difference_step) is unset or positive."""
+    """An attribute's own ``option`` (sharpness, difference_step, calibration_scale) is unset
+    or positive."""
     value = getattr(attribute, option)
     if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
                               or value <= 0):

@@ -219,7 +219,8 @@ def encoder_terms(mu: torch.Tensor, tokens: torch.Tensor, attributes: list[Regul
         parts["align"] = alignment.item()
     if calibration_weight > 0:
         limit = calibration_limit(config)
-        calibration = sum(calibration_penalty(mu[:, a.dim], values[:, i], a, limit)
+        calibration = sum(config.glsr.option_of(a.name, "calibration_scale")
+                          * calibration_penalty(mu[:, a.dim], values[:, i], a, limit)
                           for i, a in enumerate(attributes))
         total = total + calibration_weight * calibration
         parts["calib"] = calibration.item()
