@@ -106,6 +106,30 @@ def test_truncated_latest_checkpoint_falls_back_to_previous(tmp_path):
     assert resumed.returncode == 0, resumed.stderr[-2000:]
 
 
+def test_a_two_stage_recipe_trains_its_first_stage_then_starts_from_it(tmp_path):
+    """[train] first_stage: one command trains the named recipe in OUT/first-stage, then this
+    one from its best.pt (recorded in init_chain); run again, the finished stage is kept."""
+    recipe = tmp_path / "second.toml"
+    recipe.write_text(TINY.read_text().replace(
+        "patience = 3", f"patience = 3\nfirst_stage = {json.dumps(str(TINY))}"))
+    run = tmp_path / "run"
+    done = train("--config", str(recipe), "--out", str(run), "--max-steps", "20")
+    assert done.returncode == 0, done.stderr[-2000:]
+    first = run / "first-stage"
+    assert load_checkpoint(first / "best.pt")["state"]["step"] == 40  # tiny.toml's own length
+    assert not (first / "model").exists()  # only the second stage is exported
+    info = json.loads((run / "model" / "model.json").read_text())
+    chain = info["training"]["provenance"]["init_chain"]
+    assert [Path(link["checkpoint"]) for link in chain] == [first / "best.pt"]
+    assert chain[0]["config_file"] == str(TINY)
+    assert info["training"]["steps"] == 20
+    shutil.rmtree(run / "model")
+    (run / "latest.pt").unlink()
+    kept = train("--config", str(recipe), "--out", str(run), "--max-steps", "20", "--no-export")
+    assert kept.returncode == 0, kept.stderr[-2000:]
+    assert "first stage" not in kept.stdout and "second stage from" in kept.stdout
+
+
 def test_two_process_data_parallel_run_on_cpu(tmp_path):
     run = tmp_path / "ddp"
     # torchrun as a module of this interpreter: a torchrun script found on PATH may belong to
@@ -198,6 +222,7 @@ def test_damaged_model_directories_are_one_line_errors(tiny_model_dir, tmp_path,
      "straight_through of 'range' must be true or false"),
     ("[glsr]\nstraight_through = true\n", "straight_through needs gradient = 'finite_difference'"),
     ("[glsr]\ncalibration_scale = 0\n", "calibration_scale must be positive"),
+    ("[train]\nfirst_stage = 3\n", "first_stage must be a recipe's path"),
     ("[glsr]\nattributes = [{ name = 'range', dim = 0, calibration_scale = -2 }]\n",
      "calibration_scale of 'range' must be a positive number"),
     ("[train]\nbatch_size = 0\n", "batch_size must be at least 1"),

@@ -54,6 +54,9 @@ class TrainConfig:
     patience: int = 8  # evaluations without val improvement, counted after annealing
     warmup: int = 200  # steps of linear learning-rate warm-up before the cosine decay
     seed: int = 0
+    # a recipe (path from this file's folder) trained first, in OUT/first-stage, whose best.pt
+    # this run starts from (as --init does): a two-stage model rebuilt by one command
+    first_stage: str = ""
 
 
 @dataclass
@@ -300,6 +303,9 @@ def from_dict(raw: dict) -> Config:
         if getattr(getattr(config, section), name) < 1:
             raise ConfigError(f"[{section}] {name} must be at least 1")
     check_data(config.data)
+    if not isinstance(config.train.first_stage, str):
+        raise ConfigError("[train] first_stage must be a recipe's path, got "
+                          f"{config.train.first_stage!r}")
     for attribute in config.glsr.attributes:
         if not 0 <= attribute.dim < config.model.latent_dim:
             raise ConfigError(f"attribute {attribute.name!r}: dim {attribute.dim} is outside "

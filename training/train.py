@@ -86,7 +86,8 @@ def setup_runtime(device_name: str) -> Runtime:
     device = choose_device(device_name, local_rank)
     if world > 1:
         backend = "nccl" if device.type == "cuda" else "gloo"
-        dist.init_process_group(backend)
+        if not dist.is_initialized():  # a two-stage recipe sets up once for both stages
+            dist.init_process_group(backend)
         if device.type == "cuda":
             torch.cuda.set_device(device)
         if device.type == "cpu":
@@ -630,6 +631,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def resolve_config(args: argparse.Namespace) -> tuple[Config, dict | None]:
     """The config to train with and the checkpoint to resume from (None for a new run)."""
+    if (args.resume and not (args.out / "latest.pt").exists()
+            and (args.out / FIRST_STAGE / "latest.pt").exists()):
+        args.resume = False  # stopped in its first stage: a new run finishes that stage first
     if args.resume:
         checkpoint = load_latest(args.out)
         config = config_module.from_dict(checkpoint["config"])
@@ -684,6 +688,10 @@ def run_training(args: argparse.Namespace, config: Config | None = None,
         args.out.mkdir(parents=True, exist_ok=True)
         (args.out / "config.json").write_text(json.dumps(
             {**config.to_dict(), "digest": config.digest()}, indent=2))
+    if checkpoint is None and init is None and not args.init and config.train.first_stage:
+        code = train_first_stage(args, config)
+        if code != 0:
+            return code
     if init is None and args.init and checkpoint is None:
         init = load_checkpoint(args.init)
     run = make_run(config, args.out, runtime, checkpoint, init)
@@ -724,6 +732,30 @@ def run_training(args: argparse.Namespace, config: Config | None = None,
               f"{run.state.seconds / 60:.1f} min; run in {args.out}", flush=True)
     if runtime.main and not args.no_export:
         return export_model(args.out, args.export or args.out / "model")
+    return 0
+
+
+FIRST_STAGE = "first-stage"  # the folder of OUT a two-stage recipe's first run trains in
+
+
+def train_first_stage(args: argparse.Namespace, config: Config) -> int:
+    """Train (or finish) the recipe ``[train] first_stage`` names in OUT/first-stage and point
+    ``args.init`` at its best.pt. A finished first stage is not trained again."""
+    recipe = Path(args.config).parent / config.train.first_stage
+    stage = argparse.Namespace(**{**vars(args), "config": recipe, "out": args.out / FIRST_STAGE,
+                                  "init": None, "export": None, "no_export": True,
+                                  "max_steps": None, "max_minutes": None})
+    done = stage.out / "finished"
+    if not done.exists():
+        stage.resume = (stage.out / "latest.pt").exists()
+        print(f"glsr-train: first stage {recipe} in {stage.out}"
+              f"{' (resuming)' if stage.resume else ''}", flush=True)
+        code = run_training(stage)
+        if code != 0:
+            return code
+        done.write_text(f"{recipe}\n")
+    args.init = stage.out / "best.pt"
+    print(f"glsr-train: second stage from {args.init}", flush=True)
     return 0
 
 
