@@ -128,6 +128,10 @@ def test_a_two_stage_recipe_trains_its_first_stage_then_starts_from_it(tmp_path)
     kept = train("--config", str(recipe), "--out", str(run), "--max-steps", "20", "--no-export")
     assert kept.returncode == 0, kept.stderr[-2000:]
     assert "first stage" not in kept.stdout and "second stage from" in kept.stdout
+    (run / "latest.pt").unlink()  # as if stopped in the first stage: --resume alone cannot go on
+    lost = train("--out", str(run), "--resume")
+    assert lost.returncode == 2 and "stopped in its first stage" in lost.stderr
+    assert len(lost.stderr.strip().splitlines()) == 1
 
 
 def test_two_process_data_parallel_run_on_cpu(tmp_path):

@@ -633,6 +633,9 @@ def resolve_config(args: argparse.Namespace) -> tuple[Config, dict | None]:
     """The config to train with and the checkpoint to resume from (None for a new run)."""
     if (args.resume and not (args.out / "latest.pt").exists()
             and (args.out / FIRST_STAGE / "latest.pt").exists()):
+        if args.config is None:
+            raise ConfigError(f"{args.out} stopped in its first stage: run the same command "
+                              "again (with its --config) to go on there")
         args.resume = False  # stopped in its first stage: a new run finishes that stage first
     if args.resume:
         checkpoint = load_latest(args.out)
