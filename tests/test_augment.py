@@ -160,3 +160,24 @@ def test_content_anchor_measures_only_the_coordinates_off_the_regularised_axes()
     (grad,) = torch.autograd.grad(penalty, elsewhere)
     assert torch.all(grad[:, 2] > 0) and torch.all(grad[:, 0] == 0)  # the axis is free
     assert torch.all(grad[:, [1, 3]].abs() < 1e-6)
+
+
+def test_widest_stretch_sets_how_far_a_batch_is_narrowed_and_widened():
+    from glsr_train.config import from_dict
+    from glsr_train.train import altered_batch
+
+    windows, vocab = chorale_windows(512)
+    pitches = torch.from_numpy(vocab.pitch_table())
+    before = compute("range", windows.numpy(), vocab, Grid())
+    wide = before >= 9  # a factor k >= 1/2 leaves such a window at least 3.5 semitones wide
+
+    def narrowest(widest: float) -> float:
+        config = from_dict({"schedule": {"stretching": 1.0},
+                            "train": {"widest_stretch": widest}})
+        torch.manual_seed(0)
+        altered, mask = altered_batch(windows, config, 0, pitches)
+        after = compute("range", altered.numpy(), vocab, Grid())
+        return float(after[mask.numpy() & wide].min())
+
+    assert narrowest(2.0) > 3  # the default: a factor of 2 each way at most
+    assert narrowest(4.0) <= 3  # a quarter of the intervals: narrower than 2 allows

@@ -57,6 +57,9 @@ class TrainConfig:
     # a recipe (path from this file's folder) trained first, in OUT/first-stage, whose best.pt
     # this run starts from (as --init does): a two-stage model rebuilt by one command
     first_stage: str = ""
+    # stretched rows have their intervals scaled by k log-uniform in [1 / this, this]: the
+    # range axis is taught as far as its stretches reach (see [schedule] stretching)
+    widest_stretch: float = 2.0
 
 
 @dataclass
@@ -303,6 +306,9 @@ def from_dict(raw: dict) -> Config:
         if getattr(getattr(config, section), name) < 1:
             raise ConfigError(f"[{section}] {name} must be at least 1")
     check_data(config.data)
+    if config.train.widest_stretch < 1:
+        raise ConfigError("[train] widest_stretch must be at least 1 (1: no stretch), got "
+                          f"{config.train.widest_stretch!r}")
     if not isinstance(config.train.first_stage, str):
         raise ConfigError("[train] first_stage must be a recipe's path, got "
                           f"{config.train.first_stage!r}")

@@ -136,7 +136,8 @@ def altered_batch(batch: torch.Tensor, config: Config, step: int, pitches: torch
     """(B, L) -> (B, L) tokens and (B,) mask of the rows thinned or stretched at ``step``."""
     thinned, thin_mask = thin_notes(batch, config.weight("thinning", step))
     stretched, stretch_mask = stretch_range(thinned, config.weight("stretching", step), pitches,
-                                            exclude=thin_mask)
+                                            exclude=thin_mask,
+                                            widest=config.train.widest_stretch)
     return stretched, thin_mask | stretch_mask
 
 
