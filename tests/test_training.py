@@ -134,6 +134,29 @@ def test_a_two_stage_recipe_trains_its_first_stage_then_starts_from_it(tmp_path)
     assert len(lost.stderr.strip().splitlines()) == 1
 
 
+def test_a_three_stage_recipe_trains_each_stage_before_it_in_nested_folders(tmp_path):
+    """A first stage that names its own first stage: one command trains all three, innermost
+    first, and init_chain lists both earlier stages, nearest first."""
+    second = tmp_path / "second.toml"
+    second.write_text(TINY.read_text().replace(
+        "patience = 3", f"patience = 3\nfirst_stage = {json.dumps(str(TINY))}"))
+    third = tmp_path / "third.toml"
+    third.write_text(TINY.read_text().replace("patience = 3",
+                                              'patience = 3\nfirst_stage = "second.toml"'))
+    run = tmp_path / "run"
+    done = train("--config", str(third), "--out", str(run), "--max-steps", "10")
+    assert done.returncode == 0, done.stderr[-2000:]
+    middle, innermost = run / "first-stage", run / "first-stage" / "first-stage"
+    assert load_checkpoint(innermost / "best.pt")["state"]["step"] == 40
+    assert load_checkpoint(middle / "best.pt")["state"]["step"] == 40  # its own length
+    info = json.loads((run / "model" / "model.json").read_text())
+    chain = info["training"]["provenance"]["init_chain"]
+    assert [Path(link["checkpoint"]) for link in chain] == [middle / "best.pt",
+                                                            innermost / "best.pt"]
+    assert [link["config_file"] for link in chain] == [str(second), str(TINY)]
+    assert info["training"]["steps"] == 10
+
+
 def test_two_process_data_parallel_run_on_cpu(tmp_path):
     run = tmp_path / "ddp"
     # torchrun as a module of this interpreter: a torchrun script found on PATH may belong to
