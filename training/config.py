@@ -55,7 +55,8 @@ class TrainConfig:
     warmup: int = 200  # steps of linear learning-rate warm-up before the cosine decay
     seed: int = 0
     # a recipe (path from this file's folder) trained first, in OUT/first-stage, whose best.pt
-    # this run starts from (as --init does): a two-stage model rebuilt by one command
+    # this run starts from (as --init does): a staged model rebuilt by one command; that
+    # recipe may name its own first stage
     first_stage: str = ""
     # stretched rows have their intervals scaled by k log-uniform in [1 / this, this]: the
     # range axis is taught as far as its stretches reach (see [schedule] stretching)
