@@ -222,6 +222,7 @@ def main(argv: list[str] | None = None) -> int:
         return supervise.supervise(sys.argv[1:] if argv is None else argv)
     if args.command == "run":
         supervise.follow_parent()
+        supervise.silence_native_stderr()
         supervise.enable_stack_dumps()
     try:
         return COMMANDS[args.command](args)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import queue
 import signal
 import threading
 import time
@@ -12,12 +14,16 @@ from dataclasses import dataclass, field
 import mido
 
 from .engine import Engine
+from .inbox import PolledInbox
 from .midifile import write_notes
 from .record import SessionRecorder
 from .tokens import tokens_to_notes, unfold_notes
 
-POLL_SECONDS = 0.0005  # 0.5 ms: a quarter of a JACK period at 48 kHz / 64 frames
-PORT_CHECK_SECONDS = 0.5  # how often named peers are looked for (reconnect well within 2 s)
+MAX_WAIT_SECONDS = 0.005  # the loop wakes at its next step, a message, or after this
+PORT_CHECK_SECONDS = 0.5  # how often the MIDI system and named peers are looked at (by a
+#   thread of its own: listing JACK's ports opens a client, 85 ms here, far too long to wait)
+LOOP_NICE = -10  # the loop's thread priority where the OS allows it (root, CAP_SYS_NICE)
+WORKER_NICE = 5  # the table worker yields to the loop
 BURST = 24  # messages per burst when closing many notes: a JACK period's MIDI buffer is small
 BURST_GAP_SECONDS = 0.003  # two periods at 48 kHz / 64 frames
 TABLE_POLL_SECONDS = 0.01  # how often the table worker looks for knob tables to compute
@@ -38,6 +44,22 @@ class Daemon:
     recorder: SessionRecorder | None = None  # --record: the session as a MIDI file
     kept: int = 0  # variations stored by the keep button
 
+    def __post_init__(self) -> None:
+        # Ports of ours stamp messages as they arrive; other ports are stamped when read.
+        self.inbox = getattr(self.inport, "inbox", None) or PolledInbox(self.inport, self.clock)
+        self.port_events: queue.SimpleQueue = queue.SimpleQueue()  # from the port watcher
+
+    def engine_time(self, stamp: float) -> float:
+        """The engine's time for a clock reading. When recording: seconds since the session
+        began, floored to the recording's tick, so that a replay from the file sees the very
+        times the live engine saw."""
+        if self.recorder is None:
+            return stamp
+        return self.recorder.quantise(stamp - self.recorder.started)
+
+    def now(self) -> float:
+        return self.engine_time(self.clock())
+
     def send(self, messages: list[mido.Message]) -> None:
         for message in messages:
             self.outport.send(message)
@@ -53,31 +75,41 @@ class Daemon:
             self.send(messages[start: start + BURST])
 
     def step(self) -> None:
-        """Drain the input, then play what is due.
+        """Handle what arrived, in order of arrival, then play what is due.
 
         Before each message, the steps due by its arrival are played: so the order of steps
         and messages depends on their times only, and a recorded session replays the same.
         """
-        for message in self.inport.iter_pending():
-            now = self.clock()
+        now, arrivals = self.inbox.take()
+        for stamp, message in arrivals:
+            at = self.engine_time(stamp)
             if self.recorder is not None:
-                self.recorder.message("in", message, now - self.recorder.started)
+                self.recorder.message("in", message, at)
             with self.engine.lock:
-                messages = self.engine.tick(now) + self.engine.handle(message, now)
+                messages = self.engine.tick(at) + self.engine.handle(message, at)
+            if message.type == "clock" and self.recorder is not None:
+                self.recorder.follow_tempo(self.engine.clock.bpm, at)
             self.send_paced(messages)
             if message.type == "control_change":
-                self.after_control()
+                self.after_control(at)
         with self.engine.lock:
-            messages = self.engine.tick(self.clock())
+            messages = self.engine.tick(self.engine_time(now))
         self.send_paced(messages)
         if self.recorder is not None:
             self.recorder.maybe_flush()
 
-    def after_control(self) -> None:
+    def seconds_to_next_step(self) -> float:
+        """How long the loop may sleep before its next grid step is due."""
+        due = self.engine.clock.time_of(self.engine.next_step) \
+            if self.engine.next_step is not None else None
+        if due is None:
+            return MAX_WAIT_SECONDS
+        return min(MAX_WAIT_SECONDS, max(0.0, due - self.now()))
+
+    def after_control(self, at: float) -> None:
         """Record the knob state; store the playing variation when the keep button asked."""
         if self.recorder is not None:
-            self.recorder.knobs(self.engine.knob_state(),
-                                self.clock() - self.recorder.started)
+            self.recorder.knobs(self.engine.knob_state(), at)
         if self.engine.keep_requested:
             self.engine.keep_requested = False
             self.keep_variation()
@@ -96,6 +128,7 @@ class Daemon:
 
     def prepare_tables(self) -> None:
         """Worker thread: decode each knob's positions ahead, so a knob turn is a lookup."""
+        set_thread_nice(WORKER_NICE)
         while not self.stop_event.is_set():
             try:
                 built = self.engine.prepare_tables()
@@ -105,10 +138,13 @@ class Daemon:
 
     def run(self) -> None:
         """Loop until stop(); on any way out, close every note (then re-raise errors)."""
+        set_thread_nice(LOOP_NICE)
         self.send_paced(self.engine.start_messages())
-        next_status = next_check = 0.0
-        worker = threading.Thread(target=self.prepare_tables, name="glsr-tables", daemon=True)
-        worker.start()
+        next_status = 0.0
+        workers = [threading.Thread(target=job, name=name, daemon=True) for job, name in
+                   ((self.prepare_tables, "glsr-tables"), (self.watch_ports, "glsr-ports"))]
+        for worker in workers:
+            worker.start()
         playing = self.engine.model
         try:
             while not self.stop_event.is_set():
@@ -119,17 +155,16 @@ class Daemon:
                 if self.reload_event.is_set():
                     self.reload_event.clear()
                     self.reload_model()
-                if self.clock() >= next_check:
-                    self.check_ports()
-                    next_check = self.clock() + PORT_CHECK_SECONDS
+                self.take_port_events()
                 if self.show_status is not None and self.clock() >= next_status:
-                    self.show_status(self.engine, self.clock())
+                    self.show_status(self.engine, self.now())
                     next_status = self.clock() + 0.1
-                self.stop_event.wait(POLL_SECONDS)
+                self.inbox.wait(self.seconds_to_next_step())
         finally:
-            self.stop_event.set()  # the worker too
+            self.stop_event.set()  # the workers too
             self.close_notes()
-            worker.join(timeout=1.0)
+            for worker in workers:
+                worker.join(timeout=1.0)
             if self.recorder is not None:
                 self.recorder.end(self.clock() - self.recorder.started)
 
@@ -158,16 +193,40 @@ class Daemon:
             return
         self.notice(f"reloaded {directory}: plays from the next bar")
 
+    def watch_ports(self) -> None:
+        """Worker thread: look at the ports twice a second, tell the loop what changed."""
+        while not self.stop_event.wait(PORT_CHECK_SECONDS):
+            for role, port in (("input", self.inport), ("output", self.outport)):
+                check = getattr(port, "check", None)
+                try:
+                    event = check() if check is not None else None
+                except Exception as error:  # PortError: the MIDI system is gone
+                    self.port_events.put((role, port, error))
+                    return
+                if event is not None:
+                    self.port_events.put((role, port, event))
+
+    def take_port_events(self) -> None:
+        """Act on what the watcher saw: silence our notes when the output peer left; raise
+        when the MIDI system is gone."""
+        while not self.port_events.empty():
+            role, port, event = self.port_events.get()
+            if isinstance(event, Exception):
+                raise event
+            if event == "lost" and role == "output":
+                with self.engine.lock:
+                    self.engine.player.panic()  # the peer cannot hear note-offs any more
+                    self.engine.echo.panic()
+            self.notice(f"{role} port '{port.name}' {event}")
+
     def check_ports(self) -> None:
-        """Reconnect named peers that came back; silence our notes when the output peer left."""
+        """Look at the ports now, in this thread (tests)."""
         for role, port in (("input", self.inport), ("output", self.outport)):
             check = getattr(port, "check", None)
             event = check() if check is not None else None
-            if event == "lost" and role == "output":
-                self.engine.player.panic()  # the peer cannot hear note-offs any more
-                self.engine.echo.panic()
             if event is not None:
-                self.notice(f"{role} port '{port.name}' {event}")
+                self.port_events.put((role, port, event))
+        self.take_port_events()
 
     def close_notes(self) -> None:
         """Every open note off, else All Notes Off on all channels; never raises."""
@@ -193,6 +252,14 @@ def write_variation(path, engine: Engine) -> None:
     bpm = getattr(engine.clock, "bpm", 120.0) or 120.0
     write_notes(path, notes, engine.info.grid, bpm,
                 text=json.dumps({"model": model_name(engine.model), **engine.knob_state()}))
+
+
+def set_thread_nice(nice: int) -> None:
+    """This thread's scheduling priority (Linux: per thread); ignored where not allowed."""
+    try:
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), nice)
+    except (AttributeError, OSError):  # not Linux, or no right to raise the priority
+        pass
 
 
 def model_name(model: object) -> str:

@@ -26,6 +26,8 @@ from .player import Player, Variation, all_notes_off
 from .tokens import Vocabulary, fit_notes, notes_to_tokens, tokens_to_notes, unfold_notes
 
 CLOCK_MESSAGES = {"clock", "start", "stop", "continue", "songpos"}
+LATE_STEPS_PLAYED = 2  # a step played this many steps late still sounds; older ones are silent
+MAX_CATCH_UP_STEPS = 4096  # beyond this (a suspended laptop) the grid jumps to now
 
 
 class ModelLike(Protocol):
@@ -69,6 +71,8 @@ class Engine:
         self.knobs = KnobState(preset)
         self.player = Player(channel=preset.options.channel - 1)
         self.echo = Player(channel=preset.options.passthrough_channel - 1)
+        self.player.neighbour = self.echo
+        self.silent_steps = 0  # steps played silently because the loop fell behind
         self.prior_z = self.rng.standard_normal(self.info.latent_dim).astype(np.float32)
         self.phrase: Phrase | None = None
         self.phrase_z: np.ndarray | None = None  # (d,) posterior mean of the phrase
@@ -167,7 +171,8 @@ class Engine:
             self.next_step = None
         elif event == "stop":
             self.next_step = None
-            return self.player.panic() + self.echo.panic()
+            channels = {c - 1 for c in self.preset.output_channels()}
+            return self.player.panic() + self.echo.panic() + all_notes_off(channels)
         return []
 
     def _knob(self, knob: Knob, value: int, now: float) -> None:
@@ -353,22 +358,29 @@ class Engine:
         if position is None:
             return []
         current = math.floor(position + 1e-9)
-        if self.next_step is None or current - self.next_step > 2:
-            self.next_step = current  # (re)start or recover from a stall without a burst
+        if self.next_step is None or current - self.next_step > MAX_CATCH_UP_STEPS:
+            self.next_step = current  # (re)start, or back from a sleep: no burst, no backlog
         messages = []
         while self.next_step <= current:
-            messages += self._step(self.next_step)
+            audible = current - self.next_step <= LATE_STEPS_PLAYED
+            self.silent_steps += not audible
+            messages += self._step(self.next_step, audible)
             self.next_step += 1
         return messages
 
-    def _step(self, step: int) -> list[mido.Message]:
+    def _step(self, step: int, audible: bool = True) -> list[mido.Message]:
+        """One grid step: a model swap at a bar line, a phrase at a loop boundary, then notes.
+
+        A step the loop reaches too late is still stepped (a phrase boundary, a pending swap),
+        but strikes no note: a stalled machine skips notes rather than playing a burst.
+        """
         messages = []
         if self.pending_model is not None and step % self.info.grid.steps_per_bar == 0:
             messages = self._swap_model(step)
         if step % self.seq_len == 0 and step > 0 and self.preset.options.auto_capture:
             self._phrase_boundary(step)
         self._maybe_swap(step)
-        return messages + self.player.play_step(self.variation, step - self.origin)
+        return messages + self.player.play_step(self.variation, step - self.origin, audible)
 
     def _phrase_boundary(self, step: int) -> None:
         if not self.frozen:

@@ -131,7 +131,8 @@ def run_live(args: argparse.Namespace, model_dirs: list[Path], preset_path: Path
     if args.record is not None:
         recorder = SessionRecorder(session_path(args.record),
                                    session_settings(args, model_dirs, preset, seed),
-                                   clock=time.perf_counter)
+                                   clock=time.perf_counter,
+                                   bpm=args.bpm if args.clock == "internal" else 120.0)
     view = live_view(args, model_dir.name)
     daemon = Daemon(engine, inport, outport,
                     show_status=view.show if view is not None else None,

@@ -1,4 +1,12 @@
-"""Scheduled output with open-note tracking: every note-on sent is matched by a note-off."""
+"""Scheduled output with open-note tracking: every note-on sent is matched by a note-off.
+
+A MIDI system can still drop a message: a JACK client that misses a cycle on a busy machine
+loses what it sent in it (see README, "When things go wrong"). So that a lost note-off never
+leaves a note sounding, the player says every note-off twice (again at the next grid step,
+unless the pitch sounds again by then) and, at each loop boundary, sends a note-off for every
+pitch it struck in the loop before that is not meant to sound now. A note-off for a silent
+pitch is harmless; a pitch meant to sound is never sent one.
+"""
 
 from __future__ import annotations
 
@@ -52,6 +60,10 @@ class Player:
     velocity: int = 100
     sounding: int | None = None  # the pitch this player has on, if any
     open_notes: set[tuple[int, int]] = field(default_factory=set)  # (channel, pitch) sent on
+    offs_to_repeat: set[int] = field(default_factory=set)  # pitches turned off this step
+    struck_in_loop: set[int] = field(default_factory=set)  # pitches struck since the sweep
+    safety_net: bool = True  # repeat note-offs (tests turn it off to see the plain stream)
+    neighbour: Player | None = None  # another player on this port (the echo): never cut its notes
 
     def note_on(self, pitch: int, channel: int | None = None, velocity: int | None = None
                 ) -> mido.Message:
@@ -63,27 +75,54 @@ class Player:
     def note_off(self, pitch: int, channel: int | None = None) -> mido.Message:
         channel = self.channel if channel is None else channel
         self.open_notes.discard((channel, pitch))
+        if channel == self.channel:
+            self.offs_to_repeat.add(pitch)
         return mido.Message("note_off", channel=channel, note=pitch, velocity=0)
 
-    def play_step(self, variation: Variation | None, step: int) -> list[mido.Message]:
+    def play_step(self, variation: Variation | None, step: int, audible: bool = True
+                  ) -> list[mido.Message]:
         """Messages for grid step ``step`` of the loop.
 
         After a swap the new variation may hold a pitch that is not the one sounding: then the
         new pitch is struck, so what is heard always matches the variation from this step on.
+        A step that is not ``audible`` (a loop that fell far behind) ends notes but strikes none.
         """
+        repeats = self.take_repeats()
         if variation is None:
-            return self.silence()
+            messages = self.silence()
+            return self.repeat_offs(repeats) + messages
         index = step % len(variation.sounding)
         wanted = int(variation.sounding[index])
+        if index == 0:
+            repeats |= self.take_loop_sweep()
         messages = []
         strike = variation.onset[index] or (wanted >= 0 and wanted != self.sounding)
         if self.sounding is not None and (strike or wanted < 0):
             messages.append(self.note_off(self.sounding))
             self.sounding = None
-        if strike:
+        if strike and audible:
             messages.append(self.note_on(wanted))
             self.sounding = wanted
-        return messages
+            self.struck_in_loop.add(wanted)
+        return self.repeat_offs(repeats) + messages
+
+    def take_repeats(self) -> set[int]:
+        """The pitches turned off during the last step, to be said off once more now."""
+        repeats, self.offs_to_repeat = self.offs_to_repeat, set()
+        return repeats if self.safety_net else set()
+
+    def take_loop_sweep(self) -> set[int]:
+        """Every pitch struck in the loop that just ended (the loop-boundary sweep)."""
+        struck, self.struck_in_loop = self.struck_in_loop, set()
+        return struck if self.safety_net else set()
+
+    def repeat_offs(self, pitches: set[int]) -> list[mido.Message]:
+        """A note-off for each of ``pitches`` that this player does not hold after this step;
+        they go out before the step's own messages, and never for a pitch struck in it."""
+        held = self.open_notes | (self.neighbour.open_notes if self.neighbour else set())
+        return [mido.Message("note_off", channel=self.channel, note=pitch, velocity=0)
+                for pitch in sorted(pitches - self.offs_to_repeat)  # not those off just now
+                if pitch != self.sounding and (self.channel, pitch) not in held]
 
     def silence(self) -> list[mido.Message]:
         """Note-offs for the variation's sounding note."""

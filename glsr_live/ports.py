@@ -8,10 +8,13 @@ from __future__ import annotations
 
 import os
 import sys
+import threading
 from contextlib import contextmanager
 from dataclasses import dataclass
 
 import mido
+
+from .inbox import Inbox
 
 API_NAMES = {"alsa": "LINUX_ALSA", "jack": "UNIX_JACK", "coremidi": "MACOSX_CORE",
              "winmm": "WINDOWS_MM"}
@@ -115,29 +118,30 @@ class PortRequest:
     virtual: str | None = None
 
 
-def open_port(backend: mido.Backend, request: PortRequest, api: str):
-    """Open an existing port by partial name, or create a virtual one."""
+def open_port(backend: mido.Backend, request: PortRequest, api: str, callback=None):
+    """Open an existing port by partial name, or create a virtual one; an input with a
+    ``callback`` hands each message to it from rtmidi's thread as it arrives."""
     resolved = default_api() if api == "auto" else api
     try:
         with quiet_native_stderr():
-            return _open(backend, request, resolved)
+            return _open(backend, request, resolved, callback)
     except PortError:
         raise
     except Exception as error:  # rtmidi errors when the system is missing or refuses
         raise PortError(no_system_message(resolved, error)) from None
 
 
-def _open(backend: mido.Backend, request: PortRequest, resolved: str):
+def _open(backend: mido.Backend, request: PortRequest, resolved: str, callback=None):
+    extra = {"callback": callback} if callback is not None else {}
+    opener = backend.open_input if request.kind == "input" else backend.open_output
     if request.name is not None:
         name = match_port(request.name, theirs(_names(backend, request.kind, resolved)),
                           request.kind)
-        opener = backend.open_input if request.kind == "input" else backend.open_output
-        return opener(name)  # mido makes any port with a client_name virtual
+        return opener(name, **extra)  # mido makes any port with a client_name virtual
     if resolved == "winmm":
         raise PortError("Windows cannot create virtual MIDI ports: create a loopMIDI port "
                         f"and pass it with --{'in' if request.kind == 'input' else 'out'}")
-    opener = backend.open_input if request.kind == "input" else backend.open_output
-    return opener(request.virtual, virtual=True, client_name=CLIENT_NAME)
+    return opener(request.virtual, virtual=True, client_name=CLIENT_NAME, **extra)
 
 
 def list_ports(apis: list[str]) -> dict[str, dict[str, list[str] | str]]:
@@ -153,20 +157,23 @@ def list_ports(apis: list[str]) -> dict[str, dict[str, list[str] | str]]:
     return listing
 
 
-FAILED_CHECKS_BEFORE_GONE = 3  # at one check per 0.5 s: the system is gone after ~1.5 s
+FAILED_CHECKS_BEFORE_GONE = 3  # at one check per 0.5 s: the system is gone after 1-1.5 s
 
 
 class PortKeeper:
     """A port opened by name that is reopened when its peer disappears and comes back.
 
-    Virtual ports are ours and never go away, so they are kept as they are. ``check()`` is
-    cheap enough to call once a second; it raises ``PortError`` when the MIDI system itself
-    is gone.
+    Virtual ports are ours and never go away while the MIDI system runs. ``check()`` is cheap
+    enough to call twice a second; for either kind it raises ``PortError`` when the MIDI system
+    itself is gone (a stopped JACK server). An input keeper stamps each message as rtmidi
+    delivers it (``inbox``).
     """
 
     def __init__(self, backend: mido.Backend, request: PortRequest, api: str):
         self.backend, self.request, self.api = backend, request, api
-        self.port = open_port(backend, request, api)
+        self.inbox = Inbox() if request.kind == "input" else None
+        self.port = open_port(backend, request, api, self.callback)
+        self.swap = threading.Lock()  # the watcher thread replaces the port the loop sends on
         self.peer = self.port.name if request.name is not None else None
         self.lost = False
         self.failures = 0  # failed checks in a row
@@ -177,10 +184,8 @@ class PortKeeper:
         A port list or open that fails while clients come and go is tried again at the next
         check; only ``FAILED_CHECKS_BEFORE_GONE`` failures in a row mean the system is gone.
         """
-        if self.peer is None:
-            return None
         try:
-            event = self.reconcile()
+            event = self.reconcile() if self.peer is not None else self.probe_system()
         except PortError:
             self.failures += 1
             if self.failures >= FAILED_CHECKS_BEFORE_GONE:
@@ -189,8 +194,36 @@ class PortKeeper:
         self.failures = 0
         return event
 
+    @property
+    def callback(self):
+        return self.inbox.put if self.inbox is not None else None
+
+    def probe_system(self) -> None:
+        """A virtual port has no peer to look for: list ports to see the system still runs."""
+        self.listing()
+
+    def listing(self) -> list[str]:
+        """The ports this port's kind can connect to, listed by the port's own client.
+
+        Listing through the backend opens a new client: with JACK that takes ~85 ms and holds
+        Python's GIL throughout, so the daemon's loop would stall twice a second. The port's own
+        rtmidi object lists at once. It always sees at least the daemon's other port, so an
+        empty list means the system stopped answering (a stopped JACK server lists nothing).
+        """
+        own = getattr(self.port, "_rt", None)  # mido's rtmidi port keeps its rtmidi object here
+        if own is None:
+            return _names(self.backend, self.request.kind, self.api)
+        try:
+            with quiet_native_stderr():
+                names = list(own.get_ports())
+        except Exception as error:  # rtmidi raises SystemError/RtMidiError without a system
+            raise PortError(no_system_message(self.api, error)) from None
+        if not names:
+            raise PortError(no_system_message(self.api, RuntimeError("it lists no ports")))
+        return names
+
     def reconcile(self) -> str | None:
-        names = _names(self.backend, self.request.kind, self.api)
+        names = self.listing()
         if not self.lost:
             if self.peer in names:
                 return None
@@ -199,9 +232,12 @@ class PortKeeper:
         back = self.peer if self.peer in names else self.rematch(names)
         if back is None:
             return None
-        self.port.close()
-        self.port = open_port(self.backend, PortRequest(self.request.kind, back), self.api)
-        self.peer, self.lost = back, False
+        fresh = open_port(self.backend, PortRequest(self.request.kind, back), self.api,
+                          self.callback)
+        with self.swap:
+            old, self.port = self.port, fresh
+            self.peer, self.lost = back, False
+        old.close()
         return "reconnected"
 
     def rematch(self, names: list[str]) -> str | None:
@@ -216,8 +252,9 @@ class PortKeeper:
         return self.port.iter_pending()
 
     def send(self, message) -> None:
-        if not self.lost:
-            self.port.send(message)
+        with self.swap:
+            if not self.lost:
+                self.port.send(message)
 
     @property
     def name(self) -> str:

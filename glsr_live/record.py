@@ -2,20 +2,25 @@
 
 Tracks: ``in`` (every message received: notes, CCs, clock), ``out`` (every message sent) and
 ``knobs`` (a text event at each knob change, plus the session's settings at the start). Times
-are wall-clock seconds since the session began, at 120 BPM and 480 ticks per beat (960 ticks a
-second), so any DAW places them as they happened.
+are wall-clock seconds since the session began, written at the session's tempo (960 ticks a
+beat; a MIDI clock's tempo changes become tempo events), so a DAW shows the session on its own
+beat grid. The daemon hands the engine times floored to this tick (``quantise``): a replay
+reads back exactly the times the live engine saw.
 
 Crash safety: each track's events are appended, already encoded, to an in-memory byte buffer;
-``flush()`` (the daemon calls it about once a second) writes header + tracks to a temporary file
-and renames it over the session file. A SIGKILL loses at most what came since the last flush,
-and the file on disk is always a whole, valid MIDI file.
+about once a second a background thread writes header + tracks to a temporary file and renames
+it over the session file. A SIGKILL loses at most what came since the last write, and the file
+on disk is always a whole, valid MIDI file.
 """
 
 from __future__ import annotations
 
+import bisect
 import json
+import math
 import os
 import struct
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,9 +30,8 @@ import mido
 from .errors import MidiFileError
 from .midifile import open_midi
 
-TICKS_PER_BEAT = 480
-TEMPO = 500_000  # microseconds per beat: 120 BPM, so a tick is 1/960 s
-TICKS_PER_SECOND = TICKS_PER_BEAT * 1_000_000 / TEMPO
+TICKS_PER_BEAT = 960  # at 240 BPM a tick is 0.26 ms
+TEMPO_CHANGE_BPM = 0.25  # a MIDI clock's tempo is written again when it moved this far
 TRACKS = ("in", "out", "knobs")
 FLUSH_SECONDS = 1.0
 PRIVATE_ID = 0x7D  # the MIDI manufacturer ID for non-commercial use
@@ -46,6 +50,46 @@ def variable_length(value: int) -> bytes:
 
 def meta_bytes(kind: int, data: bytes) -> bytes:
     return bytes([0xFF, kind]) + variable_length(len(data)) + data
+
+
+def tempo_of(bpm: float) -> int:
+    """Microseconds per beat, as a MIDI tempo event holds it."""
+    return int(round(60_000_000 / bpm))
+
+
+class TempoMap:
+    """Seconds <-> ticks through a file's tempo changes. The recorder and the reader build it
+    with the same arithmetic, so a time written as a tick reads back as the very same float."""
+
+    def __init__(self, tempo: int, ticks_per_beat: int = TICKS_PER_BEAT):
+        self.ticks_per_beat = ticks_per_beat
+        self.ticks = [0]  # where each tempo starts
+        self.starts = [0.0]  # ... in seconds
+        self.tempos = [tempo]  # microseconds per beat
+
+    def seconds(self, tick: int) -> float:
+        index = bisect.bisect_right(self.ticks, tick) - 1
+        return self.starts[index] + (tick - self.ticks[index]) * self.tempos[index] \
+            / 1e6 / self.ticks_per_beat
+
+    def tick(self, seconds: float) -> int:
+        """The tick at or before ``seconds`` (a hair of slack: tick(seconds(k)) == k)."""
+        index = max(0, bisect.bisect_right(self.starts, seconds) - 1)
+        span = (seconds - self.starts[index]) * 1e6 * self.ticks_per_beat / self.tempos[index]
+        return self.ticks[index] + math.floor(span + 1e-6)
+
+    def change(self, tick: int, tempo: int) -> None:
+        """A new tempo from ``tick`` on (ticks at or after the last change)."""
+        if tick == self.ticks[-1]:
+            self.tempos[-1] = tempo
+            return
+        self.starts.append(self.seconds(tick))
+        self.ticks.append(tick)
+        self.tempos.append(tempo)
+
+    @property
+    def bpm(self) -> float:
+        return 60_000_000 / self.tempos[-1]
 
 
 @dataclass
@@ -72,22 +116,37 @@ class TrackBuffer:
 class SessionRecorder:
     """Appends messages as they happen; ``flush`` makes the file on disk current."""
 
-    def __init__(self, path: Path, settings: dict, clock=time.monotonic):
+    def __init__(self, path: Path, settings: dict, clock=time.monotonic, bpm: float = 120.0):
         self.path, self.clock = Path(path), clock
         self.started = clock()
+        self.tempo = TempoMap(tempo_of(bpm))
         self.tracks = {name: TrackBuffer(name) for name in TRACKS}
-        tempo = meta_bytes(0x51, TEMPO.to_bytes(3, "big"))
-        self.tracks["in"].append(0, tempo)
+        self.tracks["in"].append(0, tempo_event(self.tempo.tempos[0]))
+        # started: the session's zero on this machine's clock (perf_counter: CLOCK_MONOTONIC),
+        # so another program's timestamps can be laid against the file's
+        settings = {**settings, "started": self.started}
         self.text("knobs", "glsr-live " + json.dumps(settings, sort_keys=True), 0.0)
-        self.last_flush = -FLUSH_SECONDS
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.flush()
+        self.writer = LatestWriter(self.write)
 
     def tick_of(self, seconds: float) -> int:
-        return int(round(seconds * TICKS_PER_SECOND))
+        return self.tempo.tick(seconds)
+
+    def quantise(self, seconds: float) -> float:
+        """``seconds`` floored to the file's tick: the time a replay will read back."""
+        return self.tempo.seconds(self.tempo.tick(seconds))
 
     def seconds(self) -> float:
         return self.clock() - self.started
+
+    def follow_tempo(self, bpm: float, seconds: float) -> None:
+        """A tempo event when a MIDI clock's tempo has moved; times after it use it."""
+        if abs(bpm - self.tempo.bpm) < TEMPO_CHANGE_BPM:
+            return
+        tick = self.tick_of(seconds)
+        self.tempo.change(tick, tempo_of(bpm))
+        self.tracks["in"].append(tick, tempo_event(self.tempo.tempos[-1]))
 
     def message(self, track: str, message: mido.Message, seconds: float | None = None) -> None:
         """Record one MIDI message on ``track`` at ``seconds`` (default: now).
@@ -113,22 +172,85 @@ class SessionRecorder:
     def end(self, seconds: float | None = None) -> None:
         """Mark where the session stopped (a replay plays up to here) and flush."""
         self.text("knobs", END_TEXT, seconds)
+        self.writer.close()
         self.flush()
 
     def maybe_flush(self) -> None:
-        if self.clock() - self.last_flush >= FLUSH_SECONDS:
-            self.flush()
+        """Once a second, hand the file's bytes to the writer thread: the loop never waits
+        for a disk (an fsync on a busy machine can take tens of milliseconds)."""
+        if self.clock() - self.last_flush < FLUSH_SECONDS:
+            return
+        self.last_flush = self.clock()
+        self.writer.submit(self.contents())
+
+    def contents(self) -> bytes:
+        header = b"MThd" + struct.pack(">IHHH", 6, 1, len(self.tracks), TICKS_PER_BEAT)
+        return header + b"".join(t.chunk() for t in self.tracks.values())
+
+    def drain(self) -> None:
+        """Wait until the writer has written what it was handed (tests)."""
+        self.writer.drain()
 
     def flush(self) -> None:
-        """Write the whole file to a temporary name and rename it over the session file."""
-        header = b"MThd" + struct.pack(">IHHH", 6, 1, len(self.tracks), TICKS_PER_BEAT)
+        self.write(self.contents())
+        self.last_flush = self.clock()
+
+    def write(self, data: bytes) -> None:
+        """The whole file to a temporary name, renamed over the session file."""
         temporary = self.path.with_name(f".{self.path.name}.tmp")
         with open(temporary, "wb") as handle:
-            handle.write(header + b"".join(t.chunk() for t in self.tracks.values()))
+            handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(temporary, self.path)
-        self.last_flush = self.clock()
+
+
+class LatestWriter:
+    """A thread that writes the newest bytes it was handed; a newer hand-over replaces one
+    still waiting, so a slow disk delays the file but never makes it older than that."""
+
+    def __init__(self, write):
+        self.write = write
+        self.condition = threading.Condition()
+        self.waiting: bytes | None = None
+        self.busy = self.closed = False
+        self.thread = threading.Thread(target=self.run, name="glsr-record", daemon=True)
+        self.thread.start()
+
+    def submit(self, data: bytes) -> None:
+        with self.condition:
+            self.waiting = data
+            self.condition.notify_all()
+
+    def run(self) -> None:
+        while True:
+            with self.condition:
+                self.condition.wait_for(lambda: self.waiting is not None or self.closed)
+                if self.waiting is None:
+                    return
+                data, self.waiting, self.busy = self.waiting, None, True
+            try:
+                self.write(data)
+            except OSError:  # a full disk: the next second tries again; end() reports
+                pass
+            with self.condition:
+                self.busy = False
+                self.condition.notify_all()
+
+    def drain(self) -> None:
+        with self.condition:
+            self.condition.wait_for(lambda: self.waiting is None and not self.busy)
+
+    def close(self) -> None:
+        """Let a write in progress finish, drop a waiting one (the caller writes last)."""
+        with self.condition:
+            self.closed, self.waiting = True, None
+            self.condition.notify_all()
+        self.thread.join(timeout=5.0)
+
+
+def tempo_event(tempo: int) -> bytes:
+    return meta_bytes(0x51, tempo.to_bytes(3, "big"))
 
 
 def session_path(folder: Path) -> Path:
@@ -155,7 +277,7 @@ class Session:
 
 
 def read_session(path: Path) -> Session:
-    """The three tracks of a recorded session, timed in seconds."""
+    """The three tracks of a recorded session, timed in seconds through its tempo map."""
     midi = open_midi(path)
     tracks = {}
     for track in midi.tracks:
@@ -164,30 +286,48 @@ def read_session(path: Path) -> Session:
     missing = [name for name in TRACKS if name not in tracks]
     if missing:
         raise MidiFileError(f"{path}: not a glsr-live session (no track {missing[0]!r})")
+    tempo = tempo_map(midi)
     settings, knob_states, ended = {}, [], None
-    for seconds, message in timed(tracks["knobs"]):
+    for seconds, message in timed(tracks["knobs"], tempo):
         if message.type == "text" and message.text == END_TEXT:
             ended = seconds
         elif message.type == "text" and message.text.startswith("glsr-live "):
             settings = json.loads(message.text.removeprefix("glsr-live "))
         elif message.type == "text":
             knob_states.append((seconds, json.loads(message.text)))
-    return Session(settings, messages_of(tracks["in"]), messages_of(tracks["out"]),
-                   knob_states, ended)
+    return Session(settings, messages_of(tracks["in"], tempo),
+                   messages_of(tracks["out"], tempo), knob_states, ended)
 
 
-def timed(track: mido.MidiTrack) -> list[tuple[float, mido.Message]]:
+def tempo_map(midi: mido.MidiFile) -> TempoMap:
+    """Every track's tempo events, in order (a file without any is at 120 BPM)."""
+    changes = []
+    for track in midi.tracks:
+        ticks = 0
+        for message in track:
+            ticks += message.time
+            if message.type == "set_tempo":
+                changes.append((ticks, message.tempo))
+    changes.sort(key=lambda change: change[0])
+    tempo = TempoMap(changes[0][1] if changes and changes[0][0] == 0 else 500_000,
+                     midi.ticks_per_beat)
+    for tick, value in changes:
+        tempo.change(tick, value)
+    return tempo
+
+
+def timed(track: mido.MidiTrack, tempo: TempoMap) -> list[tuple[float, mido.Message]]:
     ticks, out = 0, []
     for message in track:
         ticks += message.time
-        out.append((ticks / TICKS_PER_SECOND, message))
+        out.append((tempo.seconds(ticks), message))
     return out
 
 
-def messages_of(track: mido.MidiTrack) -> list[tuple[float, mido.Message]]:
+def messages_of(track: mido.MidiTrack, tempo: TempoMap) -> list[tuple[float, mido.Message]]:
     """The MIDI messages of a track, system messages unwrapped from their meta events."""
     out = []
-    for seconds, message in timed(track):
+    for seconds, message in timed(track, tempo):
         if not message.is_meta:
             out.append((seconds, message.copy(time=0)))
         elif message.type == "sequencer_specific" and message.data[:1] == (PRIVATE_ID,):

@@ -19,7 +19,7 @@ from .engine import Engine
 from .errors import MidiFileError
 from .knobs import parse_preset
 from .model import Model
-from .record import TEMPO, TICKS_PER_BEAT, TICKS_PER_SECOND, Session, read_session
+from .record import TICKS_PER_BEAT, Session, TempoMap, read_session, tempo_of
 
 TAIL_SECONDS = 1.0  # a killed session (no end mark): tick this long after its last note
 TICK_SECONDS = 0.001
@@ -103,14 +103,16 @@ def compare(recorded: list[GridNote], replayed: list[GridNote]) -> dict:
             "identical": recorded == replayed}
 
 
-def write_messages(path: Path, messages: list[tuple[float, mido.Message]]) -> None:
-    """A one-track MIDI file of channel messages at their times."""
-    track = mido.MidiTrack([mido.MetaMessage("set_tempo", tempo=TEMPO, time=0)])
+def write_messages(path: Path, messages: list[tuple[float, mido.Message]],
+                   bpm: float = 120.0) -> None:
+    """A one-track MIDI file of channel messages at their times, at ``bpm``."""
+    tempo = TempoMap(tempo_of(bpm))
+    track = mido.MidiTrack([mido.MetaMessage("set_tempo", tempo=tempo.tempos[0], time=0)])
     last = 0
     for seconds, message in sorted(messages, key=lambda item: item[0]):
         if message.is_meta or message.bin()[0] >= 0xF0:
             continue
-        tick = int(round(seconds * TICKS_PER_SECOND))
+        tick = tempo.tick(seconds)
         track.append(message.copy(time=tick - last))
         last = tick
     midi = mido.MidiFile(ticks_per_beat=TICKS_PER_BEAT)
@@ -123,7 +125,7 @@ def replay_file(path: Path, out: Path, model_dirs: list[Path] | None = None) -> 
     session = read_session(path)
     engine = engine_for(session, model_dirs)
     replayed = replay(session, engine)
-    write_messages(out, replayed)
+    write_messages(out, replayed, float(session.settings.get("bpm") or 120.0))
     step = engine.clock.step_seconds if isinstance(engine.clock, InternalClock) else None
     if step is None:  # MIDI clock: compare by 16ths at the recorded tempo estimate
         step = 60.0 / float(session.settings.get("bpm", 120.0)) / engine.info.grid.steps_per_beat

@@ -50,6 +50,24 @@ def follow_parent() -> None:
         ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, int(signal.SIGTERM))
 
 
+def silence_native_stderr() -> None:
+    """In the child: what C libraries print on fd 2 goes nowhere; Python's stderr (our one
+    line, the view, stack dumps) moves to a copy of the old fd 2, a terminal still if it was.
+
+    libjack prints "Server is not running" and the like from its own threads when the server
+    stops: the user should read glsr-live's one line instead. GLSR_LIVE_DEBUG=1 keeps them.
+    """
+    if os.environ.get("GLSR_LIVE_DEBUG"):
+        return
+    sys.stderr.flush()
+    copy = os.dup(2)
+    sys.stderr = os.fdopen(copy, "w", buffering=1, encoding=sys.stderr.encoding,
+                           errors="backslashreplace")
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 2)
+    os.close(devnull)
+
+
 def enable_stack_dumps() -> None:
     """In the child: SIGUSR1 prints every thread's Python stack to stderr, even while the main
     thread is stuck in native code (faulthandler answers from C)."""

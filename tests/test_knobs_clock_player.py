@@ -118,12 +118,60 @@ def test_player_strikes_holds_and_closes_on_swap():
     assert [(m.type, m.note) for m in sent] == [("note_on", 60)]
     sent = player.play_step(second, 2)  # swap mid-note: 60 stops, 65 starts
     assert [(m.type, m.note) for m in sent] == [("note_off", 60), ("note_on", 65)]
-    assert player.play_step(second, 3) == []  # 65 holds
+    # 65 holds; 60's note-off is said once more (the safety net), nothing else
+    assert [(m.type, m.note) for m in player.play_step(second, 3)] == [("note_off", 60)]
+    assert player.play_step(second, 3) == []
     assert [(m.type, m.note, m.channel) for m in player.panic()] == [("note_off", 65, 3)]
     assert not player.open_notes
 
 
-def test_variation_transposes_back_and_stays_in_midi_range():
+def listener_voices(messages) -> dict[int, int]:
+    """Voices per pitch at a synth that stacks a voice per note-on and ends one per off."""
+    voices: dict[int, int] = {}
+    for message in messages:
+        if message.type == "note_on" and message.velocity > 0:
+            voices[message.note] = voices.get(message.note, 0) + 1
+        elif message.type in ("note_on", "note_off"):
+            voices[message.note] = max(0, voices.get(message.note, 0) - 1)
+    return {pitch: count for pitch, count in voices.items() if count}
+
+
+@pytest.mark.parametrize("safety_net", [True, False])
+def test_a_lost_note_off_never_leaves_a_note_sounding(safety_net):
+    """Drop each message the player sends, one at a time: the listener may hold a pitch the
+    variation does not sound for one step at most (the repeated note-off ends it). Without
+    the safety net a lost note-off hangs for good: the check fails."""
     vocab = Vocabulary(57, 81)
-    variation = Variation.from_tokens([vocab.token(60), vocab.token(81)], vocab, transpose=60)
-    assert variation.sounding.tolist() == [120, 129 - 12]
+    t = vocab.token
+    # restrikes of one pitch, a note ended by a rest, a note ended by another, a knob swap
+    first = Variation.from_tokens([t(60), t(60), HOLD, REST, t(62), t(64), HOLD, REST], vocab)
+    second = Variation.from_tokens([t(67), HOLD, t(60), REST, t(60), HOLD, t(65), HOLD], vocab)
+    plan = [first] * 12 + [second] * 12 + [first] * 8  # 4 loops, a swap mid-loop
+    hanging = []
+    for lost in range(40):
+        player = Player(channel=0, safety_net=safety_net)
+        heard, sent, unwanted_before = [], 0, set()
+        for step, variation in enumerate(plan):
+            for message in player.play_step(variation, step):
+                if sent != lost:
+                    heard.append(message)
+                sent += 1
+            unwanted = set(listener_voices(heard)) - {int(variation.sounding[step % 8])}
+            if unwanted & unwanted_before:  # a second step in a row: hanging
+                hanging.append((lost, step, sorted(unwanted & unwanted_before)))
+            unwanted_before = unwanted
+    assert (not hanging) == safety_net, hanging[:3]
+
+
+def test_loop_boundary_sweep_ends_a_note_whose_off_and_repeat_were_both_lost():
+    vocab = Vocabulary(57, 81)
+    t = vocab.token
+    variation = Variation.from_tokens([t(62), HOLD, t(60), HOLD, REST, REST, REST, REST], vocab)
+    player = Player(channel=0)
+    heard = []
+    for step in range(8):
+        messages = player.play_step(variation, step)
+        heard += [m for m in messages if not (m.type == "note_off" and m.note == 60)]
+    assert 60 in listener_voices(heard)  # the off at step 4 and its repeat at 5 were lost
+    heard += player.play_step(variation, 8)  # loop boundary: the sweep
+    assert listener_voices(heard) == {62: 1}

@@ -48,7 +48,7 @@ class FakeBackend:
     def get_input_names(self):
         return list(self.names)
 
-    def open_input(self, name):
+    def open_input(self, name, callback=None):
         self.opened.append(name)
         return FakePort(name)
 
@@ -92,3 +92,49 @@ def test_a_failing_port_list_is_retried_before_the_system_counts_as_gone():
     assert keeper.check() is None and keeper.check() is None  # a client came and went
     with pytest.raises(PortError):
         keeper.check()  # third failure in a row: the MIDI system is gone
+
+
+def test_a_virtual_port_notices_when_the_midi_system_is_gone():
+    """Virtual ports have no peer to look for, yet a stopped JACK server must be noticed."""
+    backend = FakeBackend([])
+    backend.open_input = lambda name, virtual=False, client_name=None, callback=None: \
+        FakePort(name)
+    keeper = PortKeeper(backend, PortRequest("input", virtual="glsr-live in"), "jack")
+    assert keeper.check() is None  # the system answers
+    backend.get_input_names = lambda: (_ for _ in ()).throw(SystemError("server not running"))
+    assert keeper.check() is None and keeper.check() is None
+    with pytest.raises(PortError, match="is a JACK server running"):
+        keeper.check()
+
+
+class OwnLister:
+    """rtmidi's object of an open port: lists through the port's own client."""
+
+    def __init__(self, names):
+        self.names = names
+
+    def get_ports(self):
+        return list(self.names)
+
+
+def test_ports_are_listed_by_their_own_client_and_an_empty_list_means_gone():
+    """No new client per check (with JACK that costs ~85 ms holding the GIL); a system that
+    lists nothing, not even our other port, is gone after three checks."""
+    backend = FakeBackend(["keys:keys"])
+    own = OwnLister(["keys:keys", "glsr-live:glsr-live out"])
+
+    def opened(name, virtual=False, client_name=None, callback=None):
+        port = FakePort(name)
+        port._rt = own
+        return port
+
+    backend.open_input = opened
+    keeper = PortKeeper(backend, PortRequest("input", "keys"), "jack")
+    backend.get_input_names = lambda: (_ for _ in ()).throw(AssertionError("a new client"))
+    assert keeper.check() is None
+    own.names = ["glsr-live:glsr-live out"]
+    assert keeper.check() == "lost"
+    own.names = []
+    assert keeper.check() is None and keeper.check() is None
+    with pytest.raises(PortError, match="lists no ports"):
+        keeper.check()

@@ -106,6 +106,7 @@ def test_the_file_on_disk_is_whole_after_every_flush(tmp_path):
         recorder.message("in", mido.Message("note_on", note=60 + index % 12, velocity=80))
         recorder.message("in", mido.Message("clock"))
         recorder.maybe_flush()
+    recorder.drain()
     session = read_session(tmp_path / "s.mid")  # what a SIGKILL now would leave
     assert 18 <= len(session.incoming) / 2 <= 50  # flushed once a second: at most 1 s lost
     assert session.incoming[1][1].type == "clock"
@@ -133,7 +134,7 @@ def test_the_keep_button_stores_the_playing_variation_with_its_knobs(tmp_path, f
     engine.handle(mido.Message("control_change", control=20, value=100), 40 * STEP)
     run_until(engine, 40 * STEP + 0.001, 41 * STEP)
     engine.handle(mido.Message("control_change", control=29, value=127), 41 * STEP)
-    daemon.after_control()
+    daemon.after_control(41 * STEP)
     kept = tmp_path / "s-keep001.mid"
     assert kept.is_file() and notices == ["kept variation 1: s-keep001.mid"]
     midi = mido.MidiFile(kept)
