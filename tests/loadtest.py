@@ -210,7 +210,8 @@ def analyse(heard: list[tuple[float, mido.Message]], session_file: Path, bpm: fl
     left, episodes = voices_left(heard, 0, hang)
     late, send_late, lost = match(sent, notes_heard, origin, step)
     return {"left_sounding": left, "episodes_s": [round(e, 3) for e in episodes],
-            "lost": len(lost), "lost_at": [(round(s - zero, 3), k) for s, k in lost[:20]], "sent_notes": sum(note_key(m)[0] == "on" for _, m in sent),
+            "lost": len(lost), "lost_at": [(round(s - zero, 3), k) for s, k in lost[:20]],
+            "sent_notes": sum(note_key(m)[0] == "on" for _, m in sent),
             "late_ms": late, "send_late_ms": send_late}
 
 
