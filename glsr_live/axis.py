@@ -19,6 +19,11 @@ SEARCH_SPREADS = 6.0  # how far along an axis a value target is looked for, in s
 # 3.5 met 3-8 notes for >= 90 % of phrases, 5 met 1-9, 6 met 0-9 and 13 notes for 0.885)
 SEARCH_POINTS = 97  # candidates over [-6, +6]: one every 0.125 spreads
 TOLERANCE = {"register": 1.0}  # a value within this counts as reached (default: exact)
+HELD_BY_MORPH = ("register", "notes")  # what the morph knob keeps as it was, in this order:
+#   a register move changes the note count a little, a notes move the register less
+HOLD_SPREADS = 3.0  # how far along its axis a held attribute is looked for
+HOLD_COARSE = 6  # points of the first look, every half spread, stopping at the crossing
+HOLD_ROUNDS = 4  # bisection rounds inside the half spread that crosses the value
 NOTE_NAMES = ("C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B")
 
 
@@ -120,6 +125,70 @@ def format_value(name: str, value: float) -> str:
 
 
 PITCH_VALUED = {"register", "highest", "lowest"}  # attributes measured in MIDI pitch
+
+
+def values_of(model, info: ModelInfo, z: np.ndarray, names) -> dict[str, float]:
+    """The attributes ``names`` of z's decode, in the model's units (one decode)."""
+    tokens = model.decode_tokens(z[None].astype(np.float32))
+    return {name: float(compute(name, tokens, info.vocab, info.grid)[0]) for name in names}
+
+
+def hold_values(model, info: ModelInfo, z: np.ndarray, values: dict[str, float],
+                scale: float = 1.0) -> np.ndarray:
+    """z moved along each named axis to where its decode has that value again.
+
+    The morph knob changes what the unregularised dims say, and the decoder listens to them
+    too: at the phrase's own notes offset a morphed code can play 13 notes instead of 8.
+    ``seek_value`` finds the point nearest the morphed code that has the value (or the
+    nearest value), in at most HOLD_COARSE + HOLD_ROUNDS + 1 decodes (~4 ms) per attribute.
+    """
+    for name, value in values.items():
+        if np.isfinite(value):
+            z = seek_value(model, info, z, name, value, scale)
+    return z
+
+
+def seek_value(model, info: ModelInfo, z: np.ndarray, name: str, target: float,
+               scale: float = 1.0) -> np.ndarray:
+    """z moved along ``name``'s axis to the point nearest it whose decode has ``target``:
+    a coarse look over ±HOLD_SPREADS, then bisection between the two points around the
+    crossing nearest z (the axis is monotone overall, not step by step)."""
+    dim = info.axes[name].dim
+    unit = float(info.latent.std[dim]) * scale
+    tolerance = TOLERANCE.get(name, 0.0) + 1e-9
+    tried: dict[float, float] = {}
+
+    def value_at(offset: float) -> float:
+        if offset not in tried:
+            moved = z.astype(np.float32).copy()
+            moved[dim] += offset * unit
+            tried[offset] = values_of(model, info, moved, [name])[name]
+        return tried[offset]
+
+    here = value_at(0.0)
+    if not np.isfinite(here) or abs(here - target) <= tolerance:
+        return z
+    direction = 1.0 if here < target else -1.0  # the axis rises with its attribute
+    coarse = [direction * HOLD_SPREADS * k / HOLD_COARSE for k in range(1, HOLD_COARSE + 1)]
+    low = 0.0
+    for high in coarse:
+        value = value_at(high)
+        if np.isfinite(value) and (value - target) * direction >= -tolerance:
+            for _ in range(HOLD_ROUNDS):  # low falls short, high reaches: find the crossing
+                if abs(value_at(high) - target) <= tolerance and abs(high - low) < 0.02:
+                    break
+                middle = (low + high) / 2
+                value = value_at(middle)
+                reached = np.isfinite(value) and (value - target) * direction >= -tolerance
+                low, high = (low, middle) if reached else (middle, high)
+            break
+        low = high
+    best = min(tried, key=lambda offset: (
+        not (np.isfinite(tried[offset]) and abs(tried[offset] - target) <= tolerance),
+        abs(tried[offset] - target) if np.isfinite(tried[offset]) else np.inf, abs(offset)))
+    moved = z.astype(np.float32).copy()
+    moved[dim] += best * unit
+    return moved
 
 
 def resolve_targets(model, info: ModelInfo, z: np.ndarray, targets: dict[str, float],

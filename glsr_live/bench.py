@@ -86,8 +86,10 @@ def require_phrase(engine: Engine) -> None:
 
 
 def knob_latency(engine: Engine, knob: Knob, value: int, now: float) -> float:
+    """Seconds from a CC to its variation ready to play (the move, then its decode)."""
     started = time.perf_counter()
     engine.handle(mido.Message("control_change", control=knob.cc, value=value), now)
+    engine.settle()
     return time.perf_counter() - started
 
 

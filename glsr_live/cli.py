@@ -134,6 +134,9 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
     models = model_directories(args) if args.model else None
     result = replay_file(args.replay, args.output, models)
+    if "cut_short_at" in result:
+        print(f"the recording was cut short at {result['cut_short_at']:.1f} s (no end mark: the "
+              "daemon was killed?); comparing the notes that had ended by then")
     print(f"replayed {args.replay} into {args.output}: {result['replayed']} notes, recorded "
           f"{result['recorded']}; on the grid {result['only_recorded']} only recorded, "
           f"{result['only_replayed']} only replayed"

@@ -6,6 +6,7 @@ import json
 import os
 import queue
 import signal
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -20,6 +21,7 @@ from .record import SessionRecorder
 from .tokens import tokens_to_notes, unfold_notes
 
 MAX_WAIT_SECONDS = 0.005  # the loop wakes at its next step, a message, or after this
+SETTLE_AHEAD_SECONDS = 0.015  # knob moves are decoded this long before their step is due
 PORT_CHECK_SECONDS = 0.5  # how often the MIDI system and named peers are looked at (by a
 #   thread of its own: listing JACK's ports opens a client, 85 ms here, far too long to wait)
 LOOP_NICE = -10  # the loop's thread priority where the OS allows it (root, CAP_SYS_NICE)
@@ -92,6 +94,8 @@ class Daemon:
             self.send_paced(messages)
             if message.type == "control_change":
                 self.after_control(at)
+            while self.engine.notices:
+                self.notice(self.engine.notices.pop(0))
         with self.engine.lock:
             messages = self.engine.tick(self.engine_time(now))
         self.send_paced(messages)
@@ -99,12 +103,17 @@ class Daemon:
             self.recorder.maybe_flush()
 
     def seconds_to_next_step(self) -> float:
-        """How long the loop may sleep before its next grid step is due."""
+        """How long until the next grid step is due (inf while the clock stands)."""
         due = self.engine.clock.time_of(self.engine.next_step) \
             if self.engine.next_step is not None else None
-        if due is None:
-            return MAX_WAIT_SECONDS
-        return min(MAX_WAIT_SECONDS, max(0.0, due - self.now()))
+        return float("inf") if due is None else max(0.0, due - self.now())
+
+    def settle_ahead(self) -> None:
+        """Decode knob moves shortly before the step that plays them, so the step does not
+        wait for the decode; earlier would decode a fast sweep's every CC for nothing."""
+        if self.engine.stale and self.seconds_to_next_step() <= SETTLE_AHEAD_SECONDS:
+            with self.engine.lock:
+                self.engine.settle()
 
     def after_control(self, at: float) -> None:
         """Record the knob state; store the playing variation when the keep button asked."""
@@ -138,7 +147,7 @@ class Daemon:
 
     def run(self) -> None:
         """Loop until stop(); on any way out, close every note (then re-raise errors)."""
-        set_thread_nice(LOOP_NICE)
+        raise_threads()
         self.send_paced(self.engine.start_messages())
         next_status = 0.0
         workers = [threading.Thread(target=job, name=name, daemon=True) for job, name in
@@ -159,7 +168,8 @@ class Daemon:
                 if self.show_status is not None and self.clock() >= next_status:
                     self.show_status(self.engine, self.now())
                     next_status = self.clock() + 0.1
-                self.inbox.wait(self.seconds_to_next_step())
+                self.settle_ahead()
+                self.inbox.wait(min(MAX_WAIT_SECONDS, self.seconds_to_next_step()))
         finally:
             self.stop_event.set()  # the workers too
             self.close_notes()
@@ -252,6 +262,24 @@ def write_variation(path, engine: Engine) -> None:
     bpm = getattr(engine.clock, "bpm", 120.0) or 120.0
     write_notes(path, notes, engine.info.grid, bpm,
                 text=json.dumps({"model": model_name(engine.model), **engine.knob_state()}))
+
+
+def raise_threads(nice: int = LOOP_NICE) -> None:
+    """Every thread of this process now (the loop, rtmidi's and libjack's MIDI threads) to
+    ``nice``, where the OS allows it (Linux, root or CAP_SYS_NICE). On a busy machine a JACK
+    client thread without realtime scheduling that waits behind other processes misses its
+    cycle, and what it sent in that cycle is lost. A Python thread holds the GIL for at most
+    the switch interval before rtmidi's input callback gets it: 0.5 ms, not 5."""
+    sys.setswitchinterval(0.0005)
+    try:
+        threads = [int(tid) for tid in os.listdir("/proc/self/task")]
+    except OSError:  # not Linux
+        threads = [threading.get_native_id()]
+    for tid in threads:
+        try:
+            os.setpriority(os.PRIO_PROCESS, tid, nice)
+        except (AttributeError, OSError):  # no right to raise the priority: as it was
+            pass
 
 
 def set_thread_nice(nice: int) -> None:

@@ -17,7 +17,16 @@ import mido
 import numpy as np
 
 from .attributes import compute
-from .axis import PITCH_VALUED, Reach, TableCache, axis_table, resolve_targets
+from .axis import (
+    HELD_BY_MORPH,
+    PITCH_VALUED,
+    Reach,
+    TableCache,
+    axis_table,
+    hold_values,
+    resolve_targets,
+    values_of,
+)
 from .capture import Capture, Phrase
 from .clock import InternalClock, MidiClock
 from .knobs import BUTTONS, Knob, KnobState, Preset
@@ -74,11 +83,17 @@ class Engine:
         self.player.neighbour = self.echo
         self.silent_steps = 0  # steps played silently because the loop fell behind
         self.prior_z = self.rng.standard_normal(self.info.latent_dim).astype(np.float32)
+        # Sampling (temperature > 0) for grid step s draws from Generator((sample_seed, s)):
+        # a decode depends on the state and the step it is for, not on how often it ran
+        self.sample_seed = int(self.rng.integers(2**62))
+        self.stale = False  # knobs moved since the last decode: decode before the next step
+        self.stale_knob: str | None = None  # the knob moved last (its table may answer)
         self.phrase: Phrase | None = None
         self.phrase_z: np.ndarray | None = None  # (d,) posterior mean of the phrase
         self.variation: Variation | None = None
-        self.pending: Variation | None = None
+        self._pending: Variation | None = None  # decoded, waiting for its step or bar
         self.pending_from: int | None = None  # play the pending variation from this step
+        self.pending_origin: int | None = None  # ... with its loop counted from this step
         self.origin = 0  # the step where the loop's step 0 falls
         self.next_step: int | None = None
         self.frozen = False
@@ -86,10 +101,11 @@ class Engine:
         self.timings = Timings()
         self.tables = TableCache()
         self.lock = threading.RLock()  # the daemon's loop and its table worker share the engine
-        self.reaches: dict[str, Reach] = {}  # where each value knob's target landed
+        self.last_reaches: dict[str, Reach] = {}  # where value knobs landed, last decode
         self.slot_b: np.ndarray | None = None  # (d,) the morph destination's code
         self.slot_b_phrase: Phrase | None = None
         self.keep_requested = False  # the keep button: the daemon stores the variation
+        self.notices: list[str] = []  # lines for the user; the daemon shows and clears them
 
     # ------------------------------------------------------------ input
 
@@ -108,8 +124,15 @@ class Engine:
             if knob is not None:
                 self._knob(knob, message.value, now)
         if message.type == "program_change":
-            self.request_model(self.models[message.program % len(self.models)])
+            self._program_change(message.program)
         return []
+
+    def _program_change(self, program: int) -> None:
+        if len(self.models) == 1:
+            self.notices.append(f"Program Change {program}: only one model is loaded "
+                                "(load more with --model NAME --model NAME …)")
+            return
+        self.request_model(self.models[program % len(self.models)])
 
     # ------------------------------------------------------------ models
 
@@ -132,12 +155,13 @@ class Engine:
         if len(self.prior_z) != self.info.latent_dim:  # the prior knob's sample, redrawn
             self.prior_z = self.rng.standard_normal(self.info.latent_dim).astype(np.float32)
         self.tables = TableCache()
-        self.reaches = {}
+        self.last_reaches = {}
         if self.slot_b_phrase is not None:
             self.slot_b_phrase = refit(self.slot_b_phrase, old, self.info.vocab, self.seq_len)
             self.slot_b = model.encode(self.slot_b_phrase.tokens[None])[0][0].astype(np.float32)
-        if self.phrase is not None:
-            self.set_phrase(refit(self.phrase, old, self.info.vocab, self.seq_len), step)
+        if self.phrase is not None:  # the loop keeps its grid: a swap is not a new phrase
+            self.set_phrase(refit(self.phrase, old, self.info.vocab, self.seq_len), step,
+                            origin=self.origin if self.variation is not None else step)
         return messages
 
     def _listening(self, channel: int) -> bool:
@@ -205,31 +229,42 @@ class Engine:
     def prior_blend(self) -> float:
         return self.knobs.value_of("prior") or 0.0
 
-    def offset_base(self, leave_out: str | None = None) -> np.ndarray:
-        """(d,) the phrase moved by every offset knob (but ``leave_out``), blended towards the
-        prior sample; every later move along an axis is scaled by 1 - blend."""
+    def offset_base(self, leave_out: str | None = None, morph: bool = True) -> np.ndarray:
+        """(d,) the phrase (morphed towards slot B unless ``morph`` is False) moved by every
+        offset knob (but ``leave_out``), blended towards the prior sample; every later move
+        along an axis is scaled by 1 - blend."""
         offsets = {k: v for k, v in self.knobs.offsets().items()
                    if k != leave_out and k in self.info.axes}
-        z = offset_latent(self.morph_source(), offsets, self.info)
+        source = self.morph_source() if morph else self.phrase_z
+        z = offset_latent(source, offsets, self.info)
         blend = self.prior_blend()
         return ((1.0 - blend) * z + blend * self.prior_z).astype(np.float32)
 
+    def morphing(self) -> bool:
+        return self.slot_b is not None and (self.knobs.value_of("morph") or 0.0) > 0
+
     def morph_source(self) -> np.ndarray:
         """(d,) the phrase's code, morphed towards slot B's by the morph knob."""
-        amount = self.knobs.value_of("morph") or 0.0
-        if self.slot_b is None or amount == 0:
+        if not self.morphing():
             return self.phrase_z
-        return morph_latent(self.phrase_z, self.slot_b, amount, self.info)
+        return morph_latent(self.phrase_z, self.slot_b, self.knobs.value_of("morph"), self.info)
 
     def latent(self) -> np.ndarray | None:
-        """(d,) z of the phrase moved by the knobs, blended towards the prior sample; value
-        knobs are resolved along their axes (``self.reaches`` says where they landed)."""
+        """(d,) z of the phrase moved by the knobs, blended towards the prior sample; while
+        morphing, note count and register held at what the unmorphed phrase plays; value
+        knobs resolved along their axes (``self.reaches`` says where they landed)."""
         if self.phrase_z is None:
             return None
         targets = {k: v for k, v in self.knobs.targets().items() if k in self.info.axes}
-        z, self.reaches = resolve_targets(self.model, self.info, self.offset_base(), targets,
-                                          self.pitch_shift(), 1.0 - self.prior_blend(),
-                                          self.tables)
+        scale = 1.0 - self.prior_blend()
+        z = self.offset_base()
+        if self.morphing():
+            held = [name for name in HELD_BY_MORPH if name in self.info.axes
+                    and name not in targets]
+            values = values_of(self.model, self.info, self.offset_base(morph=False), held)
+            z = hold_values(self.model, self.info, z, values, scale)
+        z, self.last_reaches = resolve_targets(self.model, self.info, z, targets,
+                                               self.pitch_shift(), scale, self.tables)
         return z
 
     def knob_state(self) -> dict[str, float]:
@@ -248,22 +283,27 @@ class Engine:
         value = float(compute(name, self.variation.tokens, self.info.vocab, self.info.grid))
         return value - self.pitch_shift() if name in PITCH_VALUED else value
 
-    def _decode(self, moved: str | None = None) -> Variation | None:
+    def _decode(self, moved: str | None = None, step: int | None = None
+                ) -> Variation | None:
+        """The variation for the knobs as they are, to play from grid step ``step``."""
         if self.phrase_z is None:
             return None
         temperature = self.knobs.value_of("temperature") or 0.0
         tokens = self._lookup(moved) if temperature == 0 else None
         if tokens is None:
             z = self.latent()
-            tokens = self.model.decode_tokens(z[None], temperature, self.rng)[0]
+            rng = np.random.default_rng((self.sample_seed, max(0, step or 0)))
+            tokens = self.model.decode_tokens(z[None], temperature, rng)[0]
         return Variation.from_tokens(tokens, self.info.vocab, -self.pitch_shift())
 
     def _lookup(self, moved: str | None) -> np.ndarray | None:
         """The decode for offset knob ``moved`` from its precomputed table, if there is one.
 
-        Only when no value knob is active: a value target depends on every other axis.
+        Only when no value knob is active and nothing is morphing: a value target and a held
+        attribute depend on every other axis.
         """
-        if moved is None or moved not in self.info.axes or self.knobs.targets():
+        if moved is None or moved not in self.info.axes or self.knobs.targets() \
+                or self.morphing():
             return None
         table = self.tables.get(self.knob_table_key(moved))
         offset = self.knobs.offsets().get(moved)
@@ -280,7 +320,7 @@ class Engine:
     def missing_tables(self) -> list[tuple[tuple, np.ndarray, str, np.ndarray, float]]:
         """(key, base, axis, offsets, scale) of each offset knob's table not yet computed:
         every position the knob can take, decoded from the current state of the others."""
-        if self.phrase_z is None or self.knobs.targets():
+        if self.phrase_z is None or self.knobs.targets() or self.morphing():
             return []
         jobs = []
         for knob in self.preset.knobs:
@@ -309,22 +349,46 @@ class Engine:
         return len(jobs)
 
     def _refresh(self, now: float, moved: str | None = None) -> None:
-        """Re-decode after a knob move; the swap waits for the next step or bar."""
+        """A knob moved: decode before the next step (``settle``), not now. A fast sweep sends
+        a CC every few milliseconds; only the state at the step is heard."""
+        self.stale, self.stale_knob = True, moved
+
+    @property
+    def reaches(self) -> dict[str, Reach]:
+        """Where each value knob's target landed (knob moves decoded first)."""
+        self.settle()
+        return self.last_reaches
+
+    @property
+    def pending(self) -> Variation | None:
+        """The variation waiting for its step or bar (knob moves decoded first)."""
+        self.settle()
+        return self._pending
+
+    def settle(self) -> None:
+        """Decode after knob moves, if any; the swap waits for the next step or bar. The loop
+        calls this when it has time before the next step, and every step calls it."""
+        if not self.stale:
+            return
+        self.stale = False
         started = time.perf_counter()
-        variation = self._decode(moved)
+        variation = self._decode(self.stale_knob, self.next_step)
         self.timings.add(self.timings.decode, time.perf_counter() - started)
         if variation is not None:
-            waiting_phrase = self.pending is not None and self.pending_from is not None
-            self.pending = variation  # a phrase still waiting for its bar line keeps waiting
+            waiting_phrase = self._pending is not None and self.pending_from is not None
+            self._pending = variation  # a phrase still waiting for its bar line keeps waiting
             self.pending_from = self.pending_from if waiting_phrase else None
 
-    def set_phrase(self, phrase: Phrase, start_step: int) -> None:
-        """Encode a new phrase and play its variation from ``start_step``."""
+    def set_phrase(self, phrase: Phrase, start_step: int, origin: int | None = None) -> None:
+        """Encode a new phrase and play its variation from ``start_step``, its loop counted
+        from ``origin`` (default: from ``start_step``)."""
         started = time.perf_counter()
         mu, _ = self.model.encode(phrase.tokens[None])
         self.phrase, self.phrase_z = phrase, mu[0].astype(np.float32)
         self.player.velocity = max(1, min(127, phrase.velocity))
-        self.pending, self.pending_from = self._decode(), start_step
+        self._pending, self.pending_from = self._decode(step=start_step), start_step
+        self.pending_origin = start_step if origin is None else origin
+        self.stale = False  # the decode above has every knob as it is
         self.timings.add(self.timings.phrase, time.perf_counter() - started)
 
     def _capture_slot_b(self, now: float) -> None:
@@ -379,6 +443,7 @@ class Engine:
             messages = self._swap_model(step)
         if step % self.seq_len == 0 and step > 0 and self.preset.options.auto_capture:
             self._phrase_boundary(step)
+        self.settle()
         self._maybe_swap(step)
         return messages + self.player.play_step(self.variation, step - self.origin, audible)
 
@@ -390,15 +455,15 @@ class Engine:
         self.capture.forget_before(step - 2 * self.seq_len)
 
     def _maybe_swap(self, step: int) -> None:
-        if self.pending is None:
+        if self._pending is None:
             return
         if self.pending_from is not None:  # a new phrase: starts its loop at a bar line
             if step < self.pending_from:
                 return
-            self.origin = self.pending_from
+            self.origin = self.pending_origin
         elif self.preset.options.apply_at == "bar" and step % self.info.grid.steps_per_bar:
             return
-        self.variation, self.pending, self.pending_from = self.pending, None, None
+        self.variation, self._pending, self.pending_from = self._pending, None, None
 
     # ------------------------------------------------------------ shutdown
 

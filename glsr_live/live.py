@@ -170,6 +170,7 @@ def run_live(args: argparse.Namespace, model_dirs: list[Path], preset_path: Path
 
 
 def ask_target(knob_cc: int, channel: int, targets: list[str], ask=input) -> str | None:
+    """The user's answer for one knob: a target, or None for skip."""
     options = "/".join(targets)
     while True:
         answer = ask(f"CC {knob_cc} (channel {channel}) -> target [{options}/skip]: ").strip()
@@ -181,7 +182,7 @@ def ask_target(knob_cc: int, channel: int, targets: list[str], ask=input) -> str
 
 
 def run_learn(args: argparse.Namespace, model_dir: Path) -> int:
-    """Move a knob, name its target, repeat; Ctrl-C (or 'done') writes the preset."""
+    """Move a knob, name its target, repeat; Ctrl-C (or end of input) writes the preset."""
     info = Model(model_dir).info
     targets = list(info.axes) + list(CONTROLS)
     existing = (load_preset(args.preset, set(info.axes)) if args.preset.exists() else Preset())
@@ -190,17 +191,7 @@ def run_learn(args: argparse.Namespace, model_dir: Path) -> int:
     inport = open_port(backend, PortRequest("input", args.inport, "glsr-live learn"), args.api)
     print("move a knob or press a button; Ctrl-C when done", file=sys.stderr)
     try:
-        for message in inport:
-            if message.type != "control_change":
-                continue
-            for _ in inport.iter_pending():  # a knob sends a burst: keep only its first CC
-                pass
-            target = ask_target(message.control, message.channel + 1, targets)
-            if target is not None:
-                default = 0 if target in BUTTONS or target in ("temperature", "prior") else 64
-                bounds = {"temperature": (0.0, 1.5), "prior": (0.0, 1.0)}.get(target, (-3., 3.))
-                knobs[(message.control, message.channel + 1)] = Knob(
-                    message.control, target, message.channel + 1, *bounds, default=default)
+        learn_knobs(inport, targets, knobs)
     except (KeyboardInterrupt, EOFError):
         pass
     finally:
@@ -209,3 +200,29 @@ def run_learn(args: argparse.Namespace, model_dir: Path) -> int:
     args.preset.write_text(dump_preset(preset))
     print(f"\nwrote {len(preset.knobs)} knob(s) to {args.preset}", file=sys.stderr)
     return EXIT_OK
+
+
+def learn_knobs(inport, targets: list[str], knobs: dict, ask=input) -> None:
+    """Ask once for each knob moved, in the order they were first moved.
+
+    A knob turn sends a burst of CCs, and more of it arrives while the prompt waits: every CC
+    of a knob already asked about is dropped, so an answer always lands on the knob the
+    prompt names, and a knob moved during the prompt is asked about next.
+    """
+    asked: set[tuple[int, int]] = set()
+    for message in inport:
+        waiting = [message, *inport.iter_pending()]
+        for cc in waiting:
+            key = (cc.control, cc.channel + 1) if cc.type == "control_change" else None
+            if key is None or key in asked:
+                continue
+            asked.add(key)
+            target = ask_target(cc.control, cc.channel + 1, targets, ask)
+            if target is not None:
+                knobs[key] = learned_knob(cc.control, cc.channel + 1, target)
+
+
+def learned_knob(cc: int, channel: int, target: str) -> Knob:
+    default = 0 if target in BUTTONS or target in ("temperature", "prior") else 64
+    low, high = {"temperature": (0.0, 1.5), "prior": (0.0, 1.0)}.get(target, (-3.0, 3.0))
+    return Knob(cc, target, channel, low, high, default=default)

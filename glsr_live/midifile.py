@@ -28,9 +28,12 @@ def open_midi(path: str | Path) -> mido.MidiFile:
         return mido.MidiFile(str(path))
     except FileNotFoundError:
         raise MidiFileError(f"{path}: no such file") from None
-    except (OSError, EOFError, ValueError, KeyError, IndexError, TypeError) as error:
-        raise MidiFileError(f"{path}: not a readable MIDI file ({error or type(error).__name__})"
-                            ) from None
+    except EOFError:
+        raise MidiFileError(f"{path}: not a readable MIDI file (it ends in the middle of a "
+                            "track: cut short?)") from None
+    except (OSError, ValueError, KeyError, IndexError, TypeError) as error:
+        reason = str(error).strip() or type(error).__name__
+        raise MidiFileError(f"{path}: not a readable MIDI file ({reason})") from None
 
 
 def track_names(midi: mido.MidiFile) -> list[str]:

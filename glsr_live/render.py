@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .axis import parse_note_name, resolve_targets
+from .axis import HELD_BY_MORPH, hold_values, parse_note_name, resolve_targets, values_of
 from .midifile import beat_notes_to_grid, read_notes, write_notes
 from .model import Model, ModelError, morph_latent, offset_latent
 from .pianoroll import write_roll
@@ -121,10 +121,15 @@ def render(path: Path, out: Path, model: Model, knobs: list[tuple[str, float]],
         rows = []
         for offsets in settings:
             moves = {k: v for k, v in offsets.items() if k != "morph"}
-            source = mu[0] if destination is None else morph_latent(
-                mu[0], destination, float(np.clip(offsets.get("morph", 0.0), 0, 1)), info)
-            z, landed = resolve_targets(model, info, offset_latent(source, moves, info),
-                                        dict(targets), 12 * shift)
+            z = offset_latent(mu[0], moves, info)
+            amount = float(np.clip(offsets.get("morph", 0.0), 0, 1))
+            if destination is not None and amount > 0:  # as the live morph knob does
+                held = [n for n in HELD_BY_MORPH if n in info.axes and n not in dict(targets)]
+                values = values_of(model, info, z, held)
+                morphed = offset_latent(morph_latent(mu[0], destination, amount, info), moves,
+                                        info)
+                z = hold_values(model, info, morphed, values)
+            z, landed = resolve_targets(model, info, z, dict(targets), 12 * shift)
             rows.append(z)
             reaches.append(landed)
         z = np.stack(rows)

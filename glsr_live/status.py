@@ -51,7 +51,7 @@ def knob_reading(engine: Engine, index: int) -> str:
         return f"{value:+.1f} ({playing})"
     if index not in engine.knobs.touched:
         return f"- → {playing}"
-    landed = engine.reaches.get(knob.target)
+    landed = engine.last_reaches.get(knob.target)  # no decode from the view
     out = "" if landed is None or landed.reached else " (out of reach)"
     return f"{format_value(knob.target, engine.knobs.targets()[knob.target])} → {playing}{out}"
 

@@ -114,15 +114,22 @@ def rolls(engine: Engine, width: int) -> Table:
     return table
 
 
+def playing_model_name(engine: Engine, fallback: str) -> str:
+    """The directory name of the model playing now (a Program Change or reload swaps it)."""
+    directory = getattr(engine.model, "directory", None)
+    return getattr(directory, "name", None) or fallback
+
+
 class LiveView:
     """The redrawn view; ``event`` adds a line to its log (newest last)."""
 
     def __init__(self, model_name: str, console: Console | None = None):
         self.console = console or Console(stderr=True)
-        self.model_name = model_name
+        self.model_name = model_name  # until the engine's model says otherwise
         self.events: deque[str] = deque(maxlen=EVENTS)
         self.last_phrase = None
         self.live: Live | None = None
+        self.offset = 0.0  # the engine's time minus time.perf_counter()
 
     def event(self, line: str) -> None:
         self.events.append(f"{time.strftime('%H:%M:%S')} {line}")
@@ -132,9 +139,10 @@ class LiveView:
         if engine.phrase is not None and engine.phrase is not self.last_phrase:
             self.last_phrase = engine.phrase
             self.event(f"phrase captured ({int((engine.phrase.tokens >= 2).sum())} notes)")
+        # events wrap: a reload's reason is read whole, not cut at the edge
         return Group(self.header(engine, now), knob_rows(engine, width), rolls(engine, width),
                      Text("\n".join(self.events) or "waiting for a phrase…", style="dim",
-                          no_wrap=True, overflow="ellipsis"))
+                          overflow="fold"))
 
     def header(self, engine: Engine, now: float) -> Text:
         position = engine.clock.position(now) if engine.clock.running else None
@@ -146,7 +154,8 @@ class LiveView:
         bpm = getattr(engine.clock, "bpm", 0.0) or 0.0
         text = Text(no_wrap=True, overflow="ellipsis")
         text.append(f"{engine_state(engine):9s}", style="bold")
-        text.append(f" {bpm:5.1f} BPM  {where:10s} model {self.model_name}")
+        text.append(f" {bpm:5.1f} BPM  {where:10s} model "
+                    f"{playing_model_name(engine, self.model_name)}")
         return text
 
     def show(self, engine: Engine, now: float) -> None:
@@ -154,15 +163,18 @@ class LiveView:
 
         rich redraws ten times a second from its own thread, which builds the view under the
         engine's lock and lays it out outside it: the daemon's loop never waits for a redraw.
+        The view has the terminal's alternate screen to itself (as top does), redrawn whole
+        from its top-left corner: a resized terminal keeps no lines of the old layout.
         """
+        self.offset = now - time.perf_counter()
         if self.live is None:
-            self.live = Live(console=self.console, transient=False, refresh_per_second=10,
+            self.live = Live(console=self.console, screen=True, refresh_per_second=10,
                              get_renderable=lambda: self.snapshot(engine))
             self.live.start()
 
     def snapshot(self, engine: Engine) -> Group:
-        with engine.lock:  # the daemon's clock is time.perf_counter
-            return self.renderable(engine, time.perf_counter())
+        with engine.lock:  # the engine's time runs at time.perf_counter's pace
+            return self.renderable(engine, time.perf_counter() + self.offset)
 
     def stop(self) -> None:
         if self.live is not None:

@@ -41,6 +41,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).parent))
 from jack import jack_env, jack_server  # noqa: E402
 
+from glsr_live.daemon import raise_threads  # noqa: E402
 from glsr_live.record import read_session  # noqa: E402
 
 BACKEND = None  # mido's JACK backend, loaded once the environment names the server
@@ -123,6 +124,7 @@ def run_session(index: int, seconds: float, bpm: float, workdir: Path, env: dict
             raise RuntimeError(f"session {index}: the daemon's ports did not appear")
         listener = Listener(out_name)
         player = BACKEND.open_output(in_name)
+        raise_threads()  # the listener is not what is measured: its JACK threads first too
         time.sleep(0.5)  # JACK connects asynchronously
         step = 60.0 / bpm / 4
         rng = random.Random(index)
@@ -256,6 +258,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=30.0)
     parser.add_argument("--load", type=int, default=2, help="busy processes beside the test")
     parser.add_argument("--bpm", type=float, default=120.0)
+    parser.add_argument("--first", type=int, default=0, help="number of the first session "
+                        "(its seed: a session is reproducible by its number)")
     parser.add_argument("--model", action="append", default=None,
                         help="models to load (default: melody, bach-soprano)")
     parser.add_argument("--json", type=Path, help="write every session's counts here")
@@ -274,10 +278,10 @@ def main(argv: list[str] | None = None) -> int:
         load = start_load(args.load)
         stack.callback(lambda: [process.kill() for process in load])
         began = time.perf_counter()
-        for index in range(args.sessions):
+        for index in range(args.first, args.first + args.sessions):
             result = run_session(index, args.seconds, args.bpm, workdir, env, models)
             results.append(result)
-            done = index + 1
+            done = index + 1 - args.first
             eta = (time.perf_counter() - began) / done * (args.sessions - done)
             print(f"session {done}/{args.sessions}: left sounding {result['left_sounding']}, "
                   f"lost {result['lost']} of {2 * result['sent_notes']}, late p99 "

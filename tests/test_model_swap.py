@@ -80,3 +80,29 @@ def test_sighup_reload_swaps_in_the_new_model_and_a_bad_one_keeps_the_old(fake_m
     daemon.reload_model().join(5)
     assert isinstance(daemon.engine.pending_model, LowModel)
     assert "plays from the next bar" in notices[-1]
+
+
+def test_a_swap_in_the_loops_first_bar_keeps_the_loops_grid(fake_model):
+    """The loop runs from step 32 (two bars); a Program Change in its first bar swaps at step
+    48, and the new model's variation goes on from the loop's middle, not from its start."""
+    low = LowModel()
+    engine = Engine(fake_model, preset(), InternalClock(120.0), models=[fake_model, low])
+    play(engine, EIGHT_QUARTERS)
+    run_until(engine, 0.0, 34 * STEP)
+    assert engine.origin == 32
+    engine.handle(mido.Message("program_change", program=1), 34 * STEP)
+    run_until(engine, 34 * STEP + 0.001, 50 * STEP)
+    assert engine.model is low and engine.origin == 32
+    run_until(engine, 50 * STEP + 0.001, 66 * STEP)
+    assert engine.origin == 32  # the next loop starts at 64, on the phrase's grid
+
+
+def test_program_change_with_one_model_says_so(fake_model):
+    notices = []
+    daemon = Daemon(Engine(fake_model, preset(), InternalClock(120.0)),
+                    MemoryPort([mido.Message("program_change", program=1)]), MemoryPort(),
+                    notice=notices.append)
+    daemon.step()
+    assert notices == ["Program Change 1: only one model is loaded (load more with --model "
+                       "NAME --model NAME …)"]
+    assert daemon.engine.pending_model is None

@@ -142,3 +142,23 @@ def test_the_keep_button_stores_the_playing_variation_with_its_knobs(tmp_path, f
     assert len(onsets) == engine.variation.note_count > 8  # the knob added notes
     text = next(m.text for m in midi if m.type == "text")
     assert '"notes": 1.' in text or '"notes": 2.' in text
+
+
+def test_a_session_cut_by_a_kill_replays_up_to_where_it_was_cut(tmp_path):
+    """A SIGKILL leaves no end mark and notes sounding: the replay says the recording was cut
+    short and compares the notes that had ended by then, which are identical."""
+    whole = tmp_path / "session.mid"
+    record_session(whole)
+    session = read_session(whole)
+    cut = 8.3  # mid-note, mid-loop: what a flush a second before a SIGKILL could leave
+    killed = tmp_path / "killed.mid"
+    recorder = SessionRecorder(killed, {k: v for k, v in session.settings.items()
+                                        if k != "started"}, clock=DrivenClock())
+    for track, messages in (("in", session.incoming), ("out", session.outgoing)):
+        for seconds, message in messages:
+            if seconds <= cut:
+                recorder.message(track, message, seconds)
+    recorder.flush()  # no end(): the daemon never got to write its end mark
+    result = replay_file(killed, tmp_path / "replayed.mid")
+    assert result["cut_short_at"] <= cut and result["identical"], result
+    assert result["recorded"] >= 8

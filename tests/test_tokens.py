@@ -125,3 +125,31 @@ def test_any_polyphonic_input_gives_canonical_in_range_tokens(raw):
     tokens = notes_to_tokens(fitted, VOCAB, 32)
     assert is_canonical(tokens)
     assert tokens.min() >= 0 and tokens.max() < VOCAB.size
+
+
+def test_a_truncated_or_broken_midi_file_says_why(tmp_path):
+    """Cut at any byte, a file is one line with a reason, never 'not a readable MIDI file ()'."""
+    import re
+
+    import mido
+    import pytest
+
+    from glsr_live.errors import MidiFileError
+    from glsr_live.midifile import open_midi
+
+    whole = tmp_path / "whole.mid"
+    midi = mido.MidiFile()
+    midi.tracks.append(mido.MidiTrack([mido.Message("note_on", note=60, velocity=90),
+                                       mido.Message("note_off", note=60, time=480)]))
+    midi.save(str(whole))
+    data = whole.read_bytes()
+    reasons = set()
+    for cut in range(1, len(data)):
+        broken = tmp_path / "broken.mid"
+        broken.write_bytes(data[:cut])
+        with pytest.raises(MidiFileError) as caught:
+            open_midi(broken)
+        reason = re.search(r"\((.*)\)$", str(caught.value)).group(1)
+        assert reason.strip(), str(caught.value)
+        reasons.add(reason)
+    assert any("cut short" in reason for reason in reasons)

@@ -20,6 +20,7 @@ def playing_engine(fake_model):
     engine = engine_with_phrase(fake_model, Preset(Options(soft_takeover=True), knobs))
     engine.handle(mido.Message("control_change", control=21, value=64), 4.1)  # G4 or so
     engine.handle(mido.Message("control_change", control=20, value=110), 4.1)  # not picked up
+    engine.settle()
     engine._maybe_swap(48)
     return engine
 
@@ -50,3 +51,44 @@ def test_events_keep_the_last_few(playing_engine):
         view.event(f"event {index}")
     text = render_text(view, playing_engine, 4.2, 100)
     assert "event 9" in text and "event 5" not in text
+
+
+def test_the_header_names_the_model_playing_now(playing_engine, tmp_path):
+    """After Program Change 1 the header says the new model, as the event line does."""
+    view = LiveView("melody")
+    playing_engine.model.directory = tmp_path / "bach-soprano"
+    lines = render_text(view, playing_engine, 4.2, 100).splitlines()
+    assert "model bach-soprano" in lines[0] and "melody" not in lines[0]
+
+
+def test_a_long_event_is_shown_whole(playing_engine):
+    reason = ("reload failed, still playing the old model: /home/someone/models/mine/"
+              "decoder.onnx: not a usable ONNX model (Protobuf parsing failed at byte 1234)")
+    view = LiveView("m")
+    view.event(reason)
+    text = render_text(view, playing_engine, 4.2, 80)
+    assert "".join(line.strip() for line in text.splitlines()).count("byte 1234)") == 1
+
+
+def test_a_resized_terminal_is_redrawn_whole_from_the_top(playing_engine):
+    """The view owns the alternate screen and redraws from its top-left corner, so a
+    narrower terminal keeps no lines of the wider layout above the view."""
+    import io
+
+    from rich.console import Console
+
+    out = io.StringIO()
+    console = Console(file=out, force_terminal=True, width=120, height=40, color_system=None)
+    view = LiveView("m", console=console)
+    view.show(playing_engine, 4.2)
+    try:
+        view.live.refresh()
+        console.size = (60, 40)
+        out.seek(0)
+        out.truncate()
+        view.live.refresh()
+    finally:
+        view.stop()
+    drawn = out.getvalue()
+    assert drawn.startswith("\x1b[H")  # cursor home, then the whole screen
+    assert all(len(line) <= 60 for line in drawn.split("\x1b[H", 1)[1].splitlines()[:30])
