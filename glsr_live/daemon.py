@@ -22,8 +22,8 @@ from .tokens import tokens_to_notes, unfold_notes
 
 MAX_WAIT_SECONDS = 0.005  # the loop wakes at its next step, a message, or after this
 SETTLE_AHEAD_SECONDS = 0.015  # knob moves are decoded this long before their step is due
-PORT_CHECK_SECONDS = 0.5  # how often the MIDI system and named peers are looked at (by a
-#   thread of its own: listing JACK's ports opens a client, 85 ms here, far too long to wait)
+PORT_CHECK_SECONDS = 0.25  # how often the MIDI system and named peers are looked at (in a
+#   thread of its own, through the ports' own clients: a stopped server is seen within 1 s)
 LOOP_NICE = -10  # the loop's thread priority where the OS allows it (root, CAP_SYS_NICE)
 WORKER_NICE = 5  # the table worker yields to the loop
 BURST = 24  # messages per burst when closing many notes: a JACK period's MIDI buffer is small
@@ -147,7 +147,6 @@ class Daemon:
 
     def run(self) -> None:
         """Loop until stop(); on any way out, close every note (then re-raise errors)."""
-        raise_threads()
         self.send_paced(self.engine.start_messages())
         next_status = 0.0
         workers = [threading.Thread(target=job, name=name, daemon=True) for job, name in

@@ -15,7 +15,7 @@ import numpy as np
 
 from . import __version__
 from .clock import InternalClock, MidiClock
-from .daemon import Daemon, install_signal_handlers
+from .daemon import Daemon, install_signal_handlers, raise_threads
 from .engine import Engine
 from .knobs import BUTTONS, CONTROLS, Knob, Preset, PresetError, dump_preset, load_preset
 from .model import Model
@@ -139,6 +139,7 @@ def run_live(args: argparse.Namespace, model_dirs: list[Path], preset_path: Path
                     notice=view.event if view is not None else plain_notice,
                     load_model=Model, recorder=recorder)
     install_signal_handlers(daemon)
+    raise_threads()  # the loop and the MIDI threads rtmidi and libjack started for the ports
     others = "".join(f", Program Change {i} {d.name}" for i, d in enumerate(model_dirs) if i)
     print(f"glsr-live: model {model_dir.name} on {model.provider}{others}, in '{inport.name}', "
           f"out '{outport.name}' channel {preset.options.channel}, "
@@ -160,7 +161,8 @@ def run_live(args: argparse.Namespace, model_dirs: list[Path], preset_path: Path
     time.sleep(0.05)  # let the last note-offs leave before the ports go away
     if view is not None:
         view.stop()
-    if not close_quietly(inport, outport):
+    # with the MIDI system gone there is nothing to close cleanly: leave within 2 s
+    if not close_quietly(inport, outport, timeout=0.2 if code == EXIT_MIDI_LOST else 2.0):
         sys.stderr.flush()
         os._exit(code)  # a stuck MIDI client must not keep a stopped daemon alive
     return code

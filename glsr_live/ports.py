@@ -7,10 +7,12 @@ ports on Windows) is a ``PortError`` with one line that says what to do.
 from __future__ import annotations
 
 import os
+import socket
 import sys
 import threading
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 
 import mido
 
@@ -157,7 +159,34 @@ def list_ports(apis: list[str]) -> dict[str, dict[str, list[str] | str]]:
     return listing
 
 
-FAILED_CHECKS_BEFORE_GONE = 3  # at one check per 0.5 s: the system is gone after 1-1.5 s
+def jack_server_socket() -> Path | None:
+    """jack2's request socket on Linux, /dev/shm/jack_<server>_<uid>_0, if it is there."""
+    if not hasattr(os, "getuid"):
+        return None
+    name = os.environ.get("JACK_DEFAULT_SERVER") or "default"
+    path = Path(f"/dev/shm/jack_{name}_{os.getuid()}_0")
+    return path if path.exists() else None
+
+
+def socket_answers(path: Path) -> bool | None:
+    """True if a server accepts on ``path``, False if none is there (gone for sure), None if
+    the connect failed otherwise (try again)."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+        probe.settimeout(0.5)
+        try:
+            probe.connect(str(path))
+        except (FileNotFoundError, ConnectionRefusedError):
+            return False
+        except OSError:
+            return None
+    return True
+
+
+class SystemGone(PortError):
+    """The MIDI system is certainly gone (no retries needed)."""
+
+
+FAILED_CHECKS_BEFORE_GONE = 3  # at one check per 0.25 s: the system is gone within 0.75 s
 
 
 class PortKeeper:
@@ -177,6 +206,7 @@ class PortKeeper:
         self.peer = self.port.name if request.name is not None else None
         self.lost = False
         self.failures = 0  # failed checks in a row
+        self.server = jack_server_socket() if api == "jack" else None
 
     def check(self) -> str | None:
         """Reconnect if needed; returns 'lost' or 'reconnected' when that happened.
@@ -185,7 +215,10 @@ class PortKeeper:
         check; only ``FAILED_CHECKS_BEFORE_GONE`` failures in a row mean the system is gone.
         """
         try:
-            event = self.reconcile() if self.peer is not None else self.probe_system()
+            self.probe_system()
+            event = self.reconcile() if self.peer is not None else None
+        except SystemGone:
+            raise
         except PortError:
             self.failures += 1
             if self.failures >= FAILED_CHECKS_BEFORE_GONE:
@@ -199,7 +232,20 @@ class PortKeeper:
         return self.inbox.put if self.inbox is not None else None
 
     def probe_system(self) -> None:
-        """A virtual port has no peer to look for: list ports to see the system still runs."""
+        """Raise PortError if the MIDI system stopped answering.
+
+        With jack2 the server's request socket is asked (a connect, ~10 us: a port list on a
+        client of a stopped server can go on answering from its stale shared memory); where
+        there is no such socket (another MIDI system, JACK 1, PipeWire) a port list that is
+        empty, not even our other port in it, means the system is gone.
+        """
+        if self.server is not None:
+            answer = socket_answers(self.server)
+            if answer is None:
+                raise PortError(no_system_message(self.api, RuntimeError("no answer")))
+            if not answer:
+                raise SystemGone(no_system_message(self.api, RuntimeError("the server is gone")))
+            return
         self.listing()
 
     def listing(self) -> list[str]:

@@ -15,8 +15,13 @@ listener, per session and in all:
 * ``lost``: note messages the daemon recorded as sent that the listener never received.
 * ``late_ms``: each note's onset at the listener against its grid time (the daemon's internal
   clock, from the recording), p50 / p99; and ``send_late_ms``: the same at the daemon's send.
+* ``replay_identical``: `render --replay` of the session's recording gives the notes played.
+* ``silent``: sessions in which the listener heard nothing at all although the daemon sent
+  notes: a JACK client whose thread never ran (README, "When things go wrong"). Such a
+  session is run again once, and counted.
 
-Exit status 1 when any note was left sounding. The JACK tests run a short version in CI.
+Exit status 1 when any note was left sounding or a replay differed. The JACK tests run a short
+version in CI.
 """
 
 from __future__ import annotations
@@ -43,6 +48,7 @@ from jack import jack_env, jack_server  # noqa: E402
 
 from glsr_live.daemon import raise_threads  # noqa: E402
 from glsr_live.record import read_session  # noqa: E402
+from glsr_live.replay import replay_file  # noqa: E402
 
 BACKEND = None  # mido's JACK backend, loaded once the environment names the server
 PHRASES = ([60, 62, 64, 65, 67, 65, 64, 62], [67, 67, 69, 67, 72, 71, 69, 67],
@@ -163,6 +169,7 @@ def run_session(index: int, seconds: float, bpm: float, workdir: Path, env: dict
     if os.environ.get("LT_DEBUG"):
         print(stderr[-4000:], file=sys.stderr)
     result = analyse(listener.messages, sessions[0], bpm)
+    result["replay_identical"] = replay_file(sessions[0], record / "replay.mid")["identical"]
     result["exit_code"] = daemon.returncode
     result["stopped_at"] = round(stopped_at - read_session(sessions[0]).settings["started"], 3)
     return result
@@ -267,7 +274,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     models = args.model or ["melody", "bach-soprano"]
     global BACKEND
-    results = []
+    results, silent = [], []
     with ExitStack() as stack:
         server = stack.enter_context(jack_server())
         env = jack_env(server)
@@ -280,18 +287,29 @@ def main(argv: list[str] | None = None) -> int:
         began = time.perf_counter()
         for index in range(args.first, args.first + args.sessions):
             result = run_session(index, args.seconds, args.bpm, workdir, env, models)
+            if is_silent(result):  # the JACK client that never ran: once more, counted
+                silent.append(index)
+                result = run_session(index, args.seconds, args.bpm, workdir, env, models)
             results.append(result)
             done = index + 1 - args.first
             eta = (time.perf_counter() - began) / done * (args.sessions - done)
             print(f"session {done}/{args.sessions}: left sounding {result['left_sounding']}, "
                   f"lost {result['lost']} of {2 * result['sent_notes']}, late p99 "
-                  f"{percentiles(result['late_ms'])['p99']} ms, exit {result['exit_code']}; "
+                  f"{percentiles(result['late_ms'])['p99']} ms, replay "
+                  f"{'identical' if result['replay_identical'] else 'DIFFERS'}, exit "
+                  f"{result['exit_code']}; "
                   f"ETA {eta:.0f} s", file=sys.stderr, flush=True)
-    summary = summarise(results, args)
+    summary = {**summarise(results, args), "silent_sessions_rerun": silent}
     print(json.dumps(summary, indent=1))
     if args.json is not None:
         args.json.write_text(json.dumps({"summary": summary, "sessions": results}))
-    return 1 if summary["left_sounding"] else 0
+    failed = summary["left_sounding"] or summary["replays_differing"]
+    return 1 if failed else 0
+
+
+def is_silent(result: dict) -> bool:
+    """The daemon sent notes and not one of their onsets was heard."""
+    return result["sent_notes"] > 0 and not result["late_ms"]
 
 
 def summarise(results: list[dict], args: argparse.Namespace) -> dict:
@@ -301,7 +319,8 @@ def summarise(results: list[dict], args: argparse.Namespace) -> dict:
             "note_messages_sent": sum(2 * r["sent_notes"] for r in results),
             "late_ms": percentiles([v for r in results for v in r["late_ms"]]),
             "send_late_ms": percentiles([v for r in results for v in r["send_late_ms"]]),
-            "exit_codes": sorted({r["exit_code"] for r in results})}
+            "exit_codes": sorted({r["exit_code"] for r in results}),
+            "replays_differing": sum(not r["replay_identical"] for r in results)}
 
 
 if __name__ == "__main__":

@@ -166,3 +166,30 @@ def test_output_peer_going_away_blocks_nothing_and_is_reconnected(tiny_model_dir
             daemon.terminate()
             daemon.wait(timeout=STOP_WAIT)
         assert daemon.returncode == 0, stderr_tail(log)
+
+
+def test_a_stopped_server_is_noticed_on_virtual_ports_within_two_seconds(tiny_model_dir):
+    """The default virtual ports have no peer to lose, yet a stopped JACK server is one line
+    and exit code 3 within 2 s, libjack's own complaints kept off the terminal."""
+    with jack_server(private=True) as server:
+        env = jack_env(server)
+        daemon = subprocess.Popen(
+            [sys.executable, "-m", "glsr_live.cli", "run", "--api", "jack", "--quiet",
+             "--model", str(tiny_model_dir)], env=env, stderr=subprocess.PIPE, text=True)
+        log = Lines(daemon.stderr)
+        try:
+            assert log.wait_for("Ctrl-C stops", 20), log.lines
+            time.sleep(1.0)  # playing for a while: the view would go on saying so
+            started = len(log.lines)
+            subprocess.run(["pkill", "-f", f"jackd .*-n {server} "])
+            killed = time.monotonic()
+            daemon.wait(timeout=15)
+            took = time.monotonic() - killed
+        finally:
+            if daemon.poll() is None:
+                daemon.kill()
+        after = [line for line in log.lines[started:] if line.strip()]
+        assert daemon.returncode == 3, log.lines
+        assert len(after) == 1 and after[0].startswith("glsr-live run:"), after
+        assert "is a JACK server running?" in after[0]
+        assert took <= 2.0, took
