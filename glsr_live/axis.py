@@ -21,9 +21,9 @@ SEARCH_POINTS = 97  # candidates over [-6, +6]: one every 0.125 spreads
 TOLERANCE = {"register": 1.0}  # a value within this counts as reached (default: exact)
 HELD_BY_MORPH = ("register", "notes")  # what the morph knob keeps as it was, in this order:
 #   a register move changes the note count a little, a notes move the register less
-HOLD_SPREADS = 3.0  # how far along its axis a held attribute is looked for
-HOLD_COARSE = 6  # points of the first look, every half spread, stopping at the crossing
-HOLD_ROUNDS = 4  # bisection rounds inside the half spread that crosses the value
+HOLD_LOOK = (0.125, 0.25, 0.375, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0)  # spreads: the first look
+#   goes out from the code, finer near it (the phrase keeper makes the axis step near it)
+HOLD_ROUNDS = 3  # bisection rounds inside the step of the look that crossed the value
 NOTE_NAMES = ("C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B")
 
 
@@ -129,8 +129,13 @@ PITCH_VALUED = {"register", "highest", "lowest"}  # attributes measured in MIDI 
 
 def values_of(model, info: ModelInfo, z: np.ndarray, names) -> dict[str, float]:
     """The attributes ``names`` of z's decode, in the model's units (one decode)."""
-    tokens = model.decode_tokens(z[None].astype(np.float32))
-    return {name: float(compute(name, tokens, info.vocab, info.grid)[0]) for name in names}
+    return attributes_of(model.decode_tokens(z[None].astype(np.float32))[0], info, names)
+
+
+def attributes_of(tokens: np.ndarray, info: ModelInfo, names) -> dict[str, float]:
+    """The attributes ``names`` of one token sequence (L,), in the model's units."""
+    return {name: float(compute(name, tokens[None], info.vocab, info.grid)[0])
+            for name in names}
 
 
 def hold_values(model, info: ModelInfo, z: np.ndarray, values: dict[str, float],
@@ -140,7 +145,8 @@ def hold_values(model, info: ModelInfo, z: np.ndarray, values: dict[str, float],
     The morph knob changes what the unregularised dims say, and the decoder listens to them
     too: at the phrase's own notes offset a morphed code can play 13 notes instead of 8.
     ``seek_value`` finds the point nearest the morphed code that has the value (or the
-    nearest value), in at most HOLD_COARSE + HOLD_ROUNDS + 1 decodes (~4 ms) per attribute.
+    nearest value), in 13 decodes (~4.5 ms) at most in one direction, twice that when the
+    value lies the other way.
     """
     for name, value in values.items():
         if np.isfinite(value):
@@ -151,8 +157,9 @@ def hold_values(model, info: ModelInfo, z: np.ndarray, values: dict[str, float],
 def seek_value(model, info: ModelInfo, z: np.ndarray, name: str, target: float,
                scale: float = 1.0) -> np.ndarray:
     """z moved along ``name``'s axis to the point nearest it whose decode has ``target``:
-    a coarse look over ±HOLD_SPREADS, then bisection between the two points around the
-    crossing nearest z (the axis is monotone overall, not step by step)."""
+    a look outwards (HOLD_LOOK) towards the target, bisection inside the step that crossed
+    it; the other way too when that found no exact hit (the axis is monotone overall, not
+    step by step). The nearest value where none has it."""
     dim = info.axes[name].dim
     unit = float(info.latent.std[dim]) * scale
     tolerance = TOLERANCE.get(name, 0.0) + 1e-9
@@ -165,30 +172,42 @@ def seek_value(model, info: ModelInfo, z: np.ndarray, name: str, target: float,
             tried[offset] = values_of(model, info, moved, [name])[name]
         return tried[offset]
 
-    here = value_at(0.0)
-    if not np.isfinite(here) or abs(here - target) <= tolerance:
+    def hit(offset: float) -> bool:
+        return np.isfinite(value_at(offset)) and abs(value_at(offset) - target) <= tolerance
+
+    if not np.isfinite(value_at(0.0)) or hit(0.0):
         return z
-    direction = 1.0 if here < target else -1.0  # the axis rises with its attribute
-    coarse = [direction * HOLD_SPREADS * k / HOLD_COARSE for k in range(1, HOLD_COARSE + 1)]
-    low = 0.0
-    for high in coarse:
-        value = value_at(high)
-        if np.isfinite(value) and (value - target) * direction >= -tolerance:
-            for _ in range(HOLD_ROUNDS):  # low falls short, high reaches: find the crossing
-                if abs(value_at(high) - target) <= tolerance and abs(high - low) < 0.02:
-                    break
-                middle = (low + high) / 2
-                value = value_at(middle)
-                reached = np.isfinite(value) and (value - target) * direction >= -tolerance
-                low, high = (low, middle) if reached else (middle, high)
+    rising = 1.0 if value_at(0.0) < target else -1.0  # the axis rises with its attribute
+    for direction in (rising, -rising):
+        look_for(value_at, hit, target, tolerance, direction)
+        if any(hit(offset) for offset in tried):
             break
-        low = high
     best = min(tried, key=lambda offset: (
-        not (np.isfinite(tried[offset]) and abs(tried[offset] - target) <= tolerance),
-        abs(tried[offset] - target) if np.isfinite(tried[offset]) else np.inf, abs(offset)))
+        not hit(offset), abs(tried[offset] - target) if np.isfinite(tried[offset]) else np.inf,
+        abs(offset)))
     moved = z.astype(np.float32).copy()
     moved[dim] += best * unit
     return moved
+
+
+def look_for(value_at, hit, target: float, tolerance: float, direction: float) -> None:
+    """Step out along ``direction`` until a point reaches ``target``, then bisect that step
+    (the values land in ``value_at``'s memory)."""
+    low = 0.0
+    for high in (direction * spreads for spreads in HOLD_LOOK):
+        value = value_at(high)
+        if hit(high):
+            return
+        if np.isfinite(value) and (value - target) * direction > tolerance:  # passed it
+            for _ in range(HOLD_ROUNDS):
+                middle = (low + high) / 2
+                if hit(middle):
+                    return
+                passed = np.isfinite(value_at(middle)) and \
+                    (value_at(middle) - target) * direction > tolerance
+                low, high = (low, middle) if passed else (middle, high)
+            return
+        low = high
 
 
 def resolve_targets(model, info: ModelInfo, z: np.ndarray, targets: dict[str, float],
@@ -201,7 +220,8 @@ def resolve_targets(model, info: ModelInfo, z: np.ndarray, targets: dict[str, fl
     """
     reaches = {}
     for name, target in targets.items():
-        key = TableCache.key(name, z, scale, "search")
+        # a phrase keeper's decodes depend on its bonus: searches under another are others
+        key = TableCache.key(name, z, scale, f"search, bonus {getattr(model, 'bonus', 0.0)}")
         table = cache.get(key) if cache is not None else None
         if table is None:
             table = axis_table(model, info, z, name, search_offsets(), scale)

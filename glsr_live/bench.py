@@ -135,11 +135,13 @@ def single_knob(model: Model, events: int, seed: int) -> dict:
     engine, rng, now = engine_with_phrase(model, seed)
     knob = engine.preset.knobs[0]
     engine.prepare_tables()
+    lookups, rests = engine.timings.lookups, engine.timings.rests
     times, value = [], engine.knobs.values[0]
     for _ in range(events):
         value = (value + 1 + int(rng.integers(0, 127))) % 128  # always a move
         times.append(knob_latency(engine, knob, value, now))
-    return {**percentiles_ms(times), "lookups": engine.timings.lookups}
+    return {**percentiles_ms(times), "lookups": engine.timings.lookups - lookups,
+            "at_rest": engine.timings.rests - rests}
 
 
 def any_change(model: Model, events: int, seed: int) -> dict:

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .groove import Groove
 from .tokens import Note, Vocabulary, fit_notes, notes_to_tokens
 
 
@@ -22,6 +23,7 @@ class Phrase:
     tokens: np.ndarray  # (L,) canonical tokens
     octave_shift: int  # octaves added to fit the vocabulary; output is shifted back
     velocity: int  # mean velocity of the notes played
+    groove: Groove | None = None  # each note's velocity and offset from the grid
 
 
 @dataclass
@@ -60,16 +62,27 @@ class Capture:
         Onsets round to the nearest step, so a note played a little early for the phrase's
         first step belongs to it.
         """
-        grid_notes, velocities = [], []
-        for heard in self.notes:
+        grid_notes, velocities, played = [], [], []
+        for heard in sorted(self.notes, key=lambda n: (n.start, -n.pitch)):
             onset = round(heard.start - start)
             if not 0 <= onset < self.seq_len:
                 continue
             end = self.seq_len if heard.end is None else round(heard.end - start)
             grid_notes.append(Note(onset, max(1, min(end, self.seq_len) - onset), heard.pitch))
             velocities.append(heard.velocity)
+            played.append((onset, heard.velocity, heard.start - start - onset))
         if not grid_notes:
             return None
         fitted, shift = fit_notes(grid_notes, self.vocab)
         tokens = notes_to_tokens(fitted, self.vocab, self.seq_len)
-        return Phrase(tokens, shift, int(round(float(np.mean(velocities)))))
+        return Phrase(tokens, shift, int(round(float(np.mean(velocities)))),
+                      Groove.of_notes(self.seq_len, top_voice(played)))
+
+
+def top_voice(played: list[tuple[int, int, float]]) -> list[tuple[int, int, float]]:
+    """One (step, velocity, offset) per step: the first note struck there (a chord's notes
+    share a step; the phrase keeps its top voice, whose feel is close enough)."""
+    first: dict[int, tuple[int, int, float]] = {}
+    for step, velocity, offset in played:
+        first.setdefault(step, (step, velocity, offset))
+    return list(first.values())

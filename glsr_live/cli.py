@@ -95,8 +95,14 @@ def build_parser() -> argparse.ArgumentParser:
     render.add_argument("--morph", type=Path, metavar="B.mid",
                         help="a second phrase to morph towards: --sweep morph=0:1:9")
     render.add_argument("--png", type=Path, help="piano roll to write")
-    render.add_argument("--bpm", type=float, default=120.0)
+    render.add_argument("--bpm", type=float, default=None,
+                        help="tempo of the output (default: the input file's)")
     render.add_argument("--temperature", type=float, default=0.0)
+    render.add_argument("--fidelity", type=float, default=None, metavar="NATS",
+                        help="how strongly a variation keeps the phrase's notes (0: the "
+                             "model's own decode; default 2)")
+    render.add_argument("--quantise", action="store_true",
+                        help="play on the grid (default: with the timing the phrase was played)")
 
     models = commands.add_parser("models", help="list the installed models")
     models.add_argument("--json", action="store_true")
@@ -157,17 +163,26 @@ def cmd_render(args: argparse.Namespace) -> int:
     targets = [parse_target(t) for t in args.target]
     sweeps = [parse_sweep(s) for s in args.sweep]
     model = Model(model_directory(args))
+    from .engine import DEFAULT_FIDELITY
+
+    fidelity = DEFAULT_FIDELITY if args.fidelity is None else args.fidelity
+    if not 0 <= fidelity <= 20:
+        raise ValueError(f"--fidelity must be 0..20 nats, got {fidelity:g}")
     summary = render(args.input, args.output, model, knobs, sweeps, args.png, args.bpm,
-                     args.temperature, targets=targets, morph=args.morph)
+                     args.temperature, targets=targets, morph=args.morph, fidelity=fidelity,
+                     quantise=args.quantise)
     for index, item in enumerate(summary):
         label = "input" if index == 0 else ", ".join(
-            f"{k}={v:+.2f}" for k, v in item["offsets"].items()) or "reconstruction"
+            f"{k}={v:+.2f}" for k, v in item["offsets"].items()) or "the phrase (knobs at rest)"
+        if "kept" in item:
+            label += f" ({item['kept'][0]} of the phrase's {item['kept'][1]} notes kept)"
         for name, landed in item.get("targets", {}).items():
             wanted = format_value(name, dict(targets)[name])
             label += (f", {name} {wanted} → {format_value(name, landed['value'])}"
                       + ("" if landed["reached"] else " (out of reach)"))
         print(f"bars {2 * index + 1}-{2 * index + 2}: {label}: {item['notes']} notes")
-    print(f"wrote {args.output}" + (f" and {args.png}" if args.png else ""))
+    print(f"wrote {args.output} at {summary[0]['bpm']:g} BPM"
+          + (f" and {args.png}" if args.png else ""))
     return 0
 
 

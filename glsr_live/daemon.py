@@ -45,6 +45,7 @@ class Daemon:
     reload_event: threading.Event = field(default_factory=threading.Event)
     recorder: SessionRecorder | None = None  # --record: the session as a MIDI file
     kept: int = 0  # variations stored by the keep button
+    ticked_to: float | None = None  # the engine time of the last tick (a replay stops there)
 
     def __post_init__(self) -> None:
         # Ports of ours stamp messages as they arrive; other ports are stamped when read.
@@ -96,8 +97,9 @@ class Daemon:
                 self.after_control(at)
             while self.engine.notices:
                 self.notice(self.engine.notices.pop(0))
+        self.ticked_to = self.engine_time(now)
         with self.engine.lock:
-            messages = self.engine.tick(self.engine_time(now))
+            messages = self.engine.tick(self.ticked_to)
         self.send_paced(messages)
         if self.recorder is not None:
             self.recorder.maybe_flush()
@@ -174,8 +176,9 @@ class Daemon:
             self.close_notes()
             for worker in workers:
                 worker.join(timeout=1.0)
-            if self.recorder is not None:
-                self.recorder.end(self.clock() - self.recorder.started)
+            if self.recorder is not None:  # the end mark: where the engine last ticked
+                self.recorder.end(self.ticked_to if self.ticked_to is not None
+                                  else self.clock() - self.recorder.started)
 
     def request_reload(self, *_: object) -> None:
         """SIGHUP: reload the playing model from disk (a retrained one) at the next bar."""

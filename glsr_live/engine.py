@@ -22,6 +22,7 @@ from .axis import (
     PITCH_VALUED,
     Reach,
     TableCache,
+    attributes_of,
     axis_table,
     hold_values,
     resolve_targets,
@@ -30,11 +31,12 @@ from .axis import (
 from .capture import Capture, Phrase
 from .clock import InternalClock, MidiClock
 from .knobs import BUTTONS, Knob, KnobState, Preset
-from .model import ModelInfo, morph_latent, offset_latent
+from .model import ModelInfo, PhraseKeeper, morph_latent, offset_latent
 from .player import Player, Variation, all_notes_off
 from .tokens import Vocabulary, fit_notes, notes_to_tokens, tokens_to_notes, unfold_notes
 
 CLOCK_MESSAGES = {"clock", "start", "stop", "continue", "songpos"}
+DEFAULT_FIDELITY = 2.0  # the stay bonus (nats) on the phrase's onsets when no knob sets it
 LATE_STEPS_PLAYED = 2  # a step played this many steps late still sounds; older ones are silent
 MAX_CATCH_UP_STEPS = 4096  # beyond this (a suspended laptop) the grid jumps to now
 
@@ -55,6 +57,7 @@ class Timings:
     decode: list[float] = field(default_factory=list)
     phrase: list[float] = field(default_factory=list)
     lookups: int = 0  # knob moves answered from a precomputed axis table
+    rests: int = 0  # knob moves back to the centre: the phrase itself, no decode
 
     def add(self, bucket: list[float], seconds: float) -> None:
         bucket.append(seconds)
@@ -240,6 +243,45 @@ class Engine:
         blend = self.prior_blend()
         return ((1.0 - blend) * z + blend * self.prior_z).astype(np.float32)
 
+    def fidelity(self) -> float:
+        """The stay bonus on the phrase's onsets (the fidelity knob, else the default)."""
+        value = self.knobs.value_of("fidelity")
+        return DEFAULT_FIDELITY if value is None else value
+
+    @property
+    def editor(self):
+        """What the engine decodes with: the model, keeping the phrase's notes by the
+        fidelity bonus (``PhraseKeeper``)."""
+        if self.phrase is None:
+            return self.model
+        return PhraseKeeper(self.model, self.phrase.tokens, self.fidelity())
+
+    def at_rest(self) -> bool:
+        """Every knob at its centre (no offset, no target, no morph, no prior, temperature
+        0): the phrase itself plays, not the model's reading of it."""
+        offsets = [v for k, v in self.knobs.offsets().items() if k in self.info.axes]
+        return (not any(offsets) and not self.knobs.targets() and not self.morphing()
+                and self.prior_blend() == 0 and not self.knobs.value_of("temperature"))
+
+    def kept_notes(self) -> tuple[int, int] | None:
+        """(notes of the phrase the variation plays as they were, notes of the phrase)."""
+        if self.phrase is None or self.variation is None:
+            return None
+        own = Variation.from_tokens(self.phrase.tokens, self.info.vocab, -self.pitch_shift())
+        wanted = set(zip(np.flatnonzero(own.onset), own.sounding[own.onset], strict=True))
+        playing = self.variation
+        heard = set(zip(np.flatnonzero(playing.onset), playing.sounding[playing.onset],
+                        strict=True))
+        return len(wanted & heard), len(wanted)
+
+    def unmorphed_values(self, names: list[str]) -> dict[str, float]:
+        """The attributes of what would play without the morph: the phrase itself when the
+        other knobs are at rest, else the decode."""
+        if not self.knobs.targets() and self.prior_blend() == 0 and not any(
+                v for k, v in self.knobs.offsets().items() if k in self.info.axes):
+            return attributes_of(self.phrase.tokens, self.info, names)
+        return values_of(self.editor, self.info, self.offset_base(morph=False), names)
+
     def morphing(self) -> bool:
         return self.slot_b is not None and (self.knobs.value_of("morph") or 0.0) > 0
 
@@ -261,9 +303,9 @@ class Engine:
         if self.morphing():
             held = [name for name in HELD_BY_MORPH if name in self.info.axes
                     and name not in targets]
-            values = values_of(self.model, self.info, self.offset_base(morph=False), held)
-            z = hold_values(self.model, self.info, z, values, scale)
-        z, self.last_reaches = resolve_targets(self.model, self.info, z, targets,
+            values = self.unmorphed_values(held)
+            z = hold_values(self.editor, self.info, z, values, scale)
+        z, self.last_reaches = resolve_targets(self.editor, self.info, z, targets,
                                                self.pitch_shift(), scale, self.tables)
         return z
 
@@ -289,12 +331,18 @@ class Engine:
         if self.phrase_z is None:
             return None
         temperature = self.knobs.value_of("temperature") or 0.0
-        tokens = self._lookup(moved) if temperature == 0 else None
+        if self.at_rest():
+            tokens = self.phrase.tokens
+            self.timings.rests += 1
+        else:
+            tokens = self._lookup(moved) if temperature == 0 else None
         if tokens is None:
             z = self.latent()
             rng = np.random.default_rng((self.sample_seed, max(0, step or 0)))
-            tokens = self.model.decode_tokens(z[None], temperature, rng)[0]
-        return Variation.from_tokens(tokens, self.info.vocab, -self.pitch_shift())
+            tokens = self.editor.decode_tokens(z[None], temperature, rng)[0]
+        variation = Variation.from_tokens(tokens, self.info.vocab, -self.pitch_shift())
+        groove = self.phrase.groove if self.phrase is not None else None
+        return variation if groove is None else variation.with_feel(groove)
 
     def _lookup(self, moved: str | None) -> np.ndarray | None:
         """The decode for offset knob ``moved`` from its precomputed table, if there is one.
@@ -315,7 +363,7 @@ class Engine:
 
     def knob_table_key(self, name: str) -> tuple:
         return TableCache.key(name, self.offset_base(leave_out=name), 1.0 - self.prior_blend(),
-                              "knob")
+                              f"knob, fidelity {self.fidelity():.4f}")
 
     def missing_tables(self) -> list[tuple[tuple, np.ndarray, str, np.ndarray, float]]:
         """(key, base, axis, offsets, scale) of each offset knob's table not yet computed:
@@ -341,9 +389,9 @@ class Engine:
         decodes run outside it, so the loop never waits for them.
         """
         with self.lock:
-            jobs = self.missing_tables()
+            jobs, editor = self.missing_tables(), self.editor
         for key, base, name, positions, scale in jobs:
-            table = axis_table(self.model, self.info, base, name, positions, scale)
+            table = axis_table(editor, self.info, base, name, positions, scale)
             with self.lock:
                 self.tables.put(key, table)
         return len(jobs)
@@ -493,6 +541,6 @@ def refit(phrase: Phrase, old: Vocabulary, new: Vocabulary, seq_len: int) -> Phr
     """A phrase tokenised in ``old`` as the player played it, fitted to ``new``'s range."""
     notes = unfold_notes(tokens_to_notes(phrase.tokens, old), phrase.octave_shift)
     if not notes:
-        return Phrase(np.zeros(seq_len, dtype=np.int64), 0, phrase.velocity)
+        return Phrase(np.zeros(seq_len, dtype=np.int64), 0, phrase.velocity, phrase.groove)
     fitted, shift = fit_notes(notes, new)
-    return Phrase(notes_to_tokens(fitted, new, seq_len), shift, phrase.velocity)
+    return Phrase(notes_to_tokens(fitted, new, seq_len), shift, phrase.velocity, phrase.groove)

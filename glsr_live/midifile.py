@@ -124,3 +124,29 @@ def write_notes(
     midi = mido.MidiFile(ticks_per_beat=ticks_per_beat)
     midi.tracks.append(track)
     midi.save(str(path))
+
+
+def write_played(path: str | Path, notes: list[tuple[float, float, int, int]], grid: Grid,
+                 bpm: float = 120.0, ticks_per_beat: int = 960, channel: int = 0) -> None:
+    """One-track MIDI file of played notes: (start, end in grid steps, off the grid as they
+    were played, pitch, velocity). 960 ticks a beat: half a millisecond at 120 BPM."""
+    ticks_per_step = ticks_per_beat / grid.steps_per_beat
+    events = []
+    for start, end, pitch, velocity in notes:
+        on = max(0, round(start * ticks_per_step))
+        events.append((on, 1, pitch, velocity))
+        events.append((max(on + 1, round(end * ticks_per_step)), 0, pitch, 0))
+    track = mido.MidiTrack([
+        mido.MetaMessage("set_tempo", tempo=mido.bpm2tempo(bpm), time=0),
+        mido.MetaMessage("time_signature", numerator=grid.beats_per_bar, denominator=4,
+                         time=0)])
+    now = 0
+    for tick, is_on, pitch, velocity in sorted(events):
+        kind = "note_on" if is_on else "note_off"
+        track.append(mido.Message(kind, note=pitch, velocity=velocity, channel=channel,
+                                  time=tick - now))
+        now = tick
+    track.append(mido.MetaMessage("end_of_track", time=0))
+    midi = mido.MidiFile(ticks_per_beat=ticks_per_beat)
+    midi.tracks.append(track)
+    midi.save(str(path))

@@ -181,6 +181,41 @@ def morph_latent(a: np.ndarray, b: np.ndarray, amount: float, info: ModelInfo) -
     return np.where(held, a, mixed).astype(np.float32)
 
 
+@dataclass
+class PhraseKeeper:
+    """A model whose decodes keep a phrase's notes unless the model is sure of others.
+
+    The decoder is factorised (each step's distribution depends on z and the step only), so
+    each step can be chosen as the argmax of log p(x_t | z) + bonus * [x_t = phrase_t] at the
+    phrase's onsets: ``bonus`` (the fidelity knob, in nats) 0 is the plain decode; large keeps
+    every onset. A bonus on holds and rests too would win over every new onset ("more notes"
+    would die); on onsets alone a knob moves its attribute and keeps the phrase's notes.
+    Everything the engine decodes (knob tables, value searches, morph holds) goes through it.
+    """
+
+    model: object
+    tokens: np.ndarray  # (L,) the phrase, canonical, in the model's vocabulary
+    bonus: float
+
+    @property
+    def info(self) -> ModelInfo:
+        return self.model.info
+
+    def decode(self, z: np.ndarray) -> np.ndarray:
+        """z (N, d) -> log-probabilities (N, L, K) with the phrase's onsets favoured."""
+        logits = np.asarray(self.model.decode(z), dtype=np.float32)
+        shifted = logits - logits.max(-1, keepdims=True)
+        log_p = shifted - np.log(np.exp(shifted).sum(-1, keepdims=True))
+        steps = np.flatnonzero(self.tokens >= 2)
+        if self.bonus > 0 and len(steps):
+            log_p[:, steps, self.tokens[steps]] += self.bonus
+        return log_p
+
+    def decode_tokens(self, z: np.ndarray, temperature: float = 0.0,
+                      rng: np.random.Generator | None = None) -> np.ndarray:
+        return logits_to_tokens(self.decode(z), temperature, rng)
+
+
 def logits_to_tokens(logits: np.ndarray, temperature: float = 0.0,
                      rng: np.random.Generator | None = None) -> np.ndarray:
     """logits (N, L, K) -> canonical tokens (N, L)."""

@@ -27,6 +27,12 @@ class Variation:
     tokens: np.ndarray  # (L,) canonical tokens
     sounding: np.ndarray  # (L,) MIDI pitch sounding at each step, -1 for silence
     onset: np.ndarray  # (L,) bool, a note starts here
+    velocity: np.ndarray | None = None  # (L,) velocity of each onset (None: the player's)
+
+    def with_feel(self, groove) -> Variation:
+        """This variation with the player's velocities (``groove.Groove``)."""
+        velocity, _ = groove.feel(self.onset)
+        return Variation(self.tokens, self.sounding, self.onset, velocity)
 
     @classmethod
     def from_tokens(cls, tokens: np.ndarray, vocab: Vocabulary, transpose: int = 0) -> Variation:
@@ -101,7 +107,8 @@ class Player:
             messages.append(self.note_off(self.sounding))
             self.sounding = None
         if strike and audible:
-            messages.append(self.note_on(wanted))
+            played = None if variation.velocity is None else int(variation.velocity[index])
+            messages.append(self.note_on(wanted, velocity=played or None))
             self.sounding = wanted
             self.struck_in_loop.add(wanted)
         return self.repeat_offs(repeats) + messages

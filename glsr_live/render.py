@@ -5,11 +5,22 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+import mido
 import numpy as np
 
-from .axis import HELD_BY_MORPH, hold_values, parse_note_name, resolve_targets, values_of
-from .midifile import beat_notes_to_grid, read_notes, write_notes
-from .model import Model, ModelError, morph_latent, offset_latent
+from .axis import (
+    HELD_BY_MORPH,
+    attributes_of,
+    hold_values,
+    parse_note_name,
+    resolve_targets,
+    values_of,
+)
+from .capture import top_voice
+from .engine import DEFAULT_FIDELITY
+from .groove import Groove
+from .midifile import beat_notes_to_grid, open_midi, read_notes, write_played
+from .model import Model, ModelError, PhraseKeeper, morph_latent, offset_latent
 from .pianoroll import write_roll
 from .tokens import Note, fit_notes, notes_to_tokens, tokens_to_notes, unfold_notes
 
@@ -72,16 +83,32 @@ def number_or_note(value: str) -> float:
         return float(parse_note_name(value))
 
 
-def phrase_of_file(path: Path, model: Model, track: str | None = None
-                   ) -> tuple[np.ndarray, int]:
-    """Tokens of the first L steps of a MIDI file (monophonic, octave-fitted) and the shift."""
+@dataclass(frozen=True)
+class FilePhrase:
+    """The first L steps of a MIDI file: tokens (octave-fitted), the shift, how it was played
+    (``groove``) and the file's tempo."""
+
+    tokens: np.ndarray
+    shift: int
+    groove: Groove
+    bpm: float
+
+
+def phrase_of_file(path: Path, model: Model, track: str | None = None) -> FilePhrase:
+    """The phrase of a MIDI file's first L steps (monophonic: the top voice)."""
     grid = model.info.grid
-    notes = [n for n in beat_notes_to_grid(read_notes(path, track), grid)
-             if n.onset < grid.seq_len]
+    played = [n for n in read_notes(path, track)
+              if 0 <= round(n.start * grid.steps_per_beat) < grid.seq_len]
+    notes = [n for n in beat_notes_to_grid(played, grid) if n.onset < grid.seq_len]
     if not notes:
         raise RenderError(f"{path}: no notes in its first {grid.seq_len} steps")
     fitted, shift = fit_notes(notes, model.info.vocab)
-    return notes_to_tokens(fitted, model.info.vocab, grid.seq_len), shift
+    feel = [(round(n.start * grid.steps_per_beat), n.velocity,
+             n.start * grid.steps_per_beat - round(n.start * grid.steps_per_beat))
+            for n in played]
+    return FilePhrase(notes_to_tokens(fitted, model.info.vocab, grid.seq_len), shift,
+                      Groove.of_notes(grid.seq_len, top_voice(feel), grid.steps_per_beat),
+                      file_bpm(path))
 
 
 def settings_list(knobs: list[tuple[str, float]], sweeps: list[Sweep]) -> list[dict[str, float]]:
@@ -95,57 +122,107 @@ def settings_list(knobs: list[tuple[str, float]], sweeps: list[Sweep]) -> list[d
     return out
 
 
+def at_rest(offsets: dict[str, float], targets, temperature: float) -> bool:
+    """No knob off its centre: the phrase itself plays, as live."""
+    return not any(offsets.values()) and not targets and temperature == 0
+
+
 def render(path: Path, out: Path, model: Model, knobs: list[tuple[str, float]],
-           sweeps: list[Sweep], png: Path | None = None, bpm: float = 120.0,
+           sweeps: list[Sweep], png: Path | None = None, bpm: float | None = None,
            temperature: float = 0.0, seed: int = 0,
-           targets: list[tuple[str, float]] = (), morph: Path | None = None) -> list[dict]:
+           targets: list[tuple[str, float]] = (), morph: Path | None = None,
+           fidelity: float = DEFAULT_FIDELITY, quantise: bool = False) -> list[dict]:
     """Write OUT.mid (input phrase, then each variation, L steps each); returns a summary.
 
     ``targets`` (attribute, value in its unit) are resolved along their axes after the knob
     offsets, as the live value knobs are. ``morph``: a second phrase (slot B); a ``morph``
-    setting (0..1) moves the first phrase's unregularised dims towards it.
+    setting (0..1) moves the first phrase's unregularised dims towards it. As live, a setting
+    with every knob at its centre plays the phrase itself, and decodes keep the phrase's notes
+    by the ``fidelity`` bonus; notes keep the velocity and timing they were played with (new
+    ones take their place in the beat's), at the file's tempo unless ``bpm`` is given.
     """
     info = model.info
-    tokens, shift = phrase_of_file(path, model)
+    phrase = phrase_of_file(path, model)
+    tokens, shift = phrase.tokens, phrase.shift
     mu, _ = model.encode(tokens[None])
+    editor = PhraseKeeper(model, tokens, fidelity)
     settings = settings_list(knobs, sweeps)
-    destination = model.encode(phrase_of_file(morph, model)[0][None])[0][0] if morph else None
+    destination = model.encode(phrase_of_file(morph, model).tokens[None])[0][0] \
+        if morph else None
     if destination is None and any("morph" in offsets for offsets in settings):
         raise RenderError("a morph setting needs --morph B.mid (the phrase to morph towards)")
     unknown = sorted({name for name, _ in targets} - set(info.axes))
     if unknown:
         raise RenderError(f"the model has no regularised attribute {unknown[0]!r} "
                           f"(it has: {', '.join(info.axes) or 'none'})")
-    reaches = []
+    rng = np.random.default_rng(seed)
     try:
-        rows = []
-        for offsets in settings:
-            moves = {k: v for k, v in offsets.items() if k != "morph"}
-            z = offset_latent(mu[0], moves, info)
-            amount = float(np.clip(offsets.get("morph", 0.0), 0, 1))
-            if destination is not None and amount > 0:  # as the live morph knob does
-                held = [n for n in HELD_BY_MORPH if n in info.axes and n not in dict(targets)]
-                values = values_of(model, info, z, held)
-                morphed = offset_latent(morph_latent(mu[0], destination, amount, info), moves,
-                                        info)
-                z = hold_values(model, info, morphed, values)
-            z, landed = resolve_targets(model, info, z, dict(targets), 12 * shift)
-            rows.append(z)
-            reaches.append(landed)
-        z = np.stack(rows)
+        decoded = [variation_tokens(editor, mu[0], destination, offsets, dict(targets),
+                                    shift, temperature, rng) for offsets in settings]
     except ModelError as error:
         raise RenderError(str(error)) from None
-    variations = model.decode_tokens(z, temperature, np.random.default_rng(seed))
-    segments = [unfold_notes(tokens_to_notes(t, info.vocab), shift)
-                for t in [tokens, *variations]]
+    groove = phrase.groove.quantised() if quantise else phrase.groove
+    segments = [played_notes(t, info, shift, groove) for t in [tokens, *(d[0] for d in decoded)]]
+    tempo = bpm or phrase.bpm
     length = info.grid.seq_len
-    timeline = [Note(n.onset + i * length, n.length, n.pitch)
-                for i, notes in enumerate(segments) for n in notes]
-    write_notes(out, timeline, info.grid, bpm)
+    write_played(out, [(start + i * length, end + i * length, pitch, velocity)
+                       for i, notes in enumerate(segments)
+                       for start, end, pitch, velocity in notes], info.grid, tempo)
     if png is not None:
-        write_roll(png, segments, length, info.grid.steps_per_beat, info.grid.beats_per_bar)
-    return [{"offsets": {}, "notes": len(segments[0])}] + [
-        {"offsets": offsets, "notes": len(notes),
+        write_roll(png, [[Note(round(a), max(1, round(b) - round(a)), p) for a, b, p, _ in n]
+                         for n in segments], length, info.grid.steps_per_beat,
+                   info.grid.beats_per_bar)
+    return [{"offsets": {}, "notes": len(segments[0]), "bpm": tempo}] + [
+        {"offsets": offsets, "notes": len(notes), "kept": kept_of(tokens, variation),
          "targets": {name: {"value": r.value, "reached": r.reached} for name, r in
                      landed.items()}}
-        for offsets, notes, landed in zip(settings, segments[1:], reaches, strict=True)]
+        for offsets, notes, (variation, landed) in zip(settings, segments[1:], decoded,
+                                                       strict=True)]
+
+
+def variation_tokens(editor: PhraseKeeper, mu: np.ndarray, destination: np.ndarray | None,
+                     offsets: dict[str, float], targets: dict[str, float], shift: int,
+                     temperature: float, rng: np.random.Generator) -> tuple[np.ndarray, dict]:
+    """The tokens one setting plays and where its value targets landed."""
+    info = editor.info
+    moves = {k: v for k, v in offsets.items() if k != "morph"}
+    amount = float(np.clip(offsets.get("morph", 0.0), 0, 1)) if destination is not None else 0
+    if at_rest({**moves, "morph": amount}, targets, temperature):
+        return editor.tokens, {}
+    z = offset_latent(mu, moves, info)
+    if amount > 0:  # as the live morph knob does: held at what plays without the morph
+        held = [n for n in HELD_BY_MORPH if n in info.axes and n not in targets]
+        values = (attributes_of(editor.tokens, info, held) if at_rest(moves, targets, temperature)
+                  else values_of(editor, info, z, held))
+        morphed = offset_latent(morph_latent(mu, destination, amount, info), moves, info)
+        z = hold_values(editor, info, morphed, values)
+    z, landed = resolve_targets(editor, info, z, targets, 12 * shift)
+    return editor.decode_tokens(z[None], temperature, rng)[0], landed
+
+
+def played_notes(tokens: np.ndarray, info, shift: int, groove: Groove
+                 ) -> list[tuple[float, float, int, int]]:
+    """(start, end in steps, pitch, velocity) of a variation, with the player's feel: a note
+    ends where the next one starts when they touch (legato stays legato)."""
+    notes = unfold_notes(tokens_to_notes(tokens, info.vocab), shift)
+    onset = np.zeros(len(tokens), dtype=bool)
+    onset[[n.onset for n in notes]] = True
+    velocity, offset = groove.feel(onset)
+    starts = {n.onset: n.onset + offset[n.onset] for n in notes}
+    return [(starts[n.onset], starts.get(n.end, n.end), n.pitch, int(velocity[n.onset]))
+            for n in notes]
+
+
+def kept_of(phrase: np.ndarray, variation: np.ndarray) -> list[int]:
+    """[notes of the phrase the variation plays as they were (step and pitch), notes]."""
+    wanted = {(t, int(k)) for t, k in enumerate(phrase) if k >= 2}
+    heard = {(t, int(k)) for t, k in enumerate(variation) if k >= 2}
+    return [len(wanted & heard), len(wanted)]
+
+
+def file_bpm(path: Path) -> float:
+    """The tempo of a MIDI file's first tempo event (120 if it has none)."""
+    for message in open_midi(path):
+        if message.type == "set_tempo":
+            return round(mido.tempo2bpm(message.tempo), 3)
+    return 120.0

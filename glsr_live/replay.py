@@ -63,10 +63,11 @@ def replay(session: Session, engine: Engine) -> list[tuple[float, mido.Message]]
         out += [(now, m) for m in engine.tick(now) + engine.handle(message, now)]
     last = session.ended if session.ended is not None else max(
         [s for s, _ in session.outgoing] + [now]) + TAIL_SECONDS
-    while now + TICK_SECONDS <= last:
+    while now + TICK_SECONDS < last:
         now += TICK_SECONDS
         out += [(now, m) for m in engine.tick(now)]
-    return out + [(now, m) for m in engine.stop()]
+    now = max(now, last)  # the live engine's last tick, then its stop
+    return out + [(now, m) for m in engine.tick(now) + engine.stop()]
 
 
 def grid_notes(messages: list[tuple[float, mido.Message]], origin: float, step: float

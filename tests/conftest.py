@@ -71,6 +71,12 @@ class FakeModel:
         mu[:, 0], mu[:, 1] = count - 8, (mean - 69) / 3
         return mu, np.full_like(mu, -3.0)
 
+    def decode(self, z) -> np.ndarray:
+        """Logits (N, L, K) that are sure of ``decode_tokens``: 20 nats over every other token,
+        far beyond any fidelity bonus, so a phrase keeper decodes the same."""
+        tokens = self.decode_tokens(z)
+        return 20.0 * np.eye(VOCAB.size, dtype=np.float32)[tokens]
+
     def decode_tokens(self, z, temperature=0.0, rng=None) -> np.ndarray:
         rows = []
         for vector in np.atleast_2d(z):

@@ -16,6 +16,9 @@ listener, per session and in all:
 * ``late_ms``: each note's onset at the listener against its grid time (the daemon's internal
   clock, from the recording), p50 / p99; and ``send_late_ms``: the same at the daemon's send.
 * ``replay_identical``: `render --replay` of the session's recording gives the notes played.
+* ``dump_notes``: note messages a second outside listener, jack2's own ``jack_midi_dump`` (C,
+  no Python), heard: when the first listener misses messages, this one tells whether the
+  daemon's client or the listener's missed its cycle.
 * ``silent``: sessions in which the listener heard nothing at all although the daemon sent
   notes: a JACK client whose thread never ran (README, "When things go wrong"). Such a
   session is run again once, and counted.
@@ -30,6 +33,7 @@ import argparse
 import json
 import os
 import random
+import shutil
 import signal
 import subprocess
 import sys
@@ -120,15 +124,17 @@ def run_session(index: int, seconds: float, bpm: float, workdir: Path, env: dict
                "--record", str(record), "--seed", str(index)]
     for model in models:
         command += ["--model", model]
-    daemon = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL,
-                              stderr=subprocess.PIPE, text=True)
+    record.mkdir(parents=True, exist_ok=True)
+    with open(record / "daemon.log", "w") as log:  # a file: an orphan cannot block a pipe
+        daemon = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=log)
     stop = threading.Event()
-    listener = player = None
+    listener = player = dump = None
     try:
         out_name, in_name = find_port("input", f"{tag} out"), find_port("output", f"{tag} in")
         if out_name is None or in_name is None:
             raise RuntimeError(f"session {index}: the daemon's ports did not appear")
         listener = Listener(out_name)
+        dump = start_dump(out_name, f"{tag}-dump", record)
         player = BACKEND.open_output(in_name)
         raise_threads()  # the listener is not what is measured: its JACK threads first too
         time.sleep(0.5)  # JACK connects asynchronously
@@ -154,13 +160,17 @@ def run_session(index: int, seconds: float, bpm: float, workdir: Path, env: dict
         stopped_at = time.perf_counter()
         daemon.send_signal(signal.SIGTERM)
         try:
-            stderr = daemon.communicate(timeout=15)[1]
+            daemon.wait(timeout=15)
         except subprocess.TimeoutExpired:
             daemon.kill()
-            stderr = daemon.communicate()[1]
+            daemon.wait()
+        stderr = (record / "daemon.log").read_text()
         time.sleep(0.5)  # the last note-offs reach the listener
         if listener is not None:
             listener.close()
+        if dump is not None:
+            dump.terminate()
+            dump.wait(timeout=10)
         if player is not None:
             player.close()
     sessions = sorted(record.glob("session-*.mid"))
@@ -170,9 +180,33 @@ def run_session(index: int, seconds: float, bpm: float, workdir: Path, env: dict
         print(stderr[-4000:], file=sys.stderr)
     result = analyse(listener.messages, sessions[0], bpm)
     result["replay_identical"] = replay_file(sessions[0], record / "replay.mid")["identical"]
+    result["dump_notes"] = dump_notes(record / "dump.txt")
     result["exit_code"] = daemon.returncode
     result["stopped_at"] = round(stopped_at - read_session(sessions[0]).settings["started"], 3)
     return result
+
+
+def start_dump(port: str, client: str, folder: Path) -> subprocess.Popen | None:
+    """jack_midi_dump listening to ``port`` (None where it is not installed)."""
+    if shutil.which("jack_midi_dump") is None:
+        return None
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / "dump.txt", "w") as out:
+        dump = subprocess.Popen(["jack_midi_dump", client], stdout=out,
+                                stderr=subprocess.DEVNULL)
+    for _ in range(50):
+        done = subprocess.run(["jack_connect", port, f"{client}:input"], capture_output=True)
+        if done.returncode == 0:
+            return dump
+        time.sleep(0.1)
+    dump.kill()
+    return None
+
+
+def dump_notes(path: Path) -> int | None:
+    if not path.exists():
+        return None
+    return sum(("note on" in line or "note off" in line) for line in path.read_text().splitlines())
 
 
 def voices_left(messages: list[tuple[float, mido.Message]], channel: int, hang: float
@@ -295,7 +329,8 @@ def main(argv: list[str] | None = None) -> int:
             eta = (time.perf_counter() - began) / done * (args.sessions - done)
             print(f"session {done}/{args.sessions}: left sounding {result['left_sounding']}, "
                   f"lost {result['lost']} of {2 * result['sent_notes']}, late p99 "
-                  f"{percentiles(result['late_ms'])['p99']} ms, replay "
+                  f"{percentiles(result['late_ms'])['p99']} ms, jack_midi_dump heard "
+                  f"{result['dump_notes']}, replay "
                   f"{'identical' if result['replay_identical'] else 'DIFFERS'}, exit "
                   f"{result['exit_code']}; "
                   f"ETA {eta:.0f} s", file=sys.stderr, flush=True)

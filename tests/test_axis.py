@@ -120,12 +120,16 @@ def test_a_single_knob_turn_is_a_table_lookup_equal_to_a_decode(fake_model):
                     (Knob(20, "notes", min=-4, max=4), Knob(21, "register")))
     engine = engine_with_phrase(fake_model, preset)
     assert engine.prepare_tables() == 2 and engine.prepare_tables() == 0
-    for value in (10, 90, 127, 64, 0):
+    for value in (10, 90, 127, 70, 0):
         engine.handle(mido.Message("control_change", control=20, value=value), 4.1)
         looked_up = engine.pending.tokens.copy()
         direct = fake_model.decode_tokens(engine.latent()[None])[0]
         assert np.array_equal(looked_up, direct), value
     assert engine.timings.lookups == 5
+    engine.handle(mido.Message("control_change", control=20, value=64), 4.1)  # the centre
+    assert np.array_equal(engine.pending.tokens, engine.phrase.tokens)  # the phrase itself
+    assert engine.timings.lookups == 5
+    engine.handle(mido.Message("control_change", control=20, value=0), 4.1)
     # each table was decoded with the other knob where it was: once the notes knob moved, the
     # register table no longer fits (a decode, not a lookup) until the worker makes both anew
     engine.handle(mido.Message("control_change", control=21, value=100), 4.1)

@@ -27,6 +27,8 @@ class LowModel(FakeModel):
 def test_program_change_swaps_at_the_next_bar_with_notes_closed(fake_model):
     low = LowModel()
     engine = Engine(fake_model, preset(), InternalClock(120.0), models=[fake_model, low])
+    # off its centre the notes knob has the model play (at rest the phrase itself plays)
+    engine.handle(mido.Message("control_change", control=20, value=72), 0.0)
     play(engine, EIGHT_QUARTERS)  # mean pitch 67: the fake plays G4, the low model C4
     played = run_until(engine, 0.0, 38 * STEP)  # the variation loops from step 32
     encoded = len(low.encoded)

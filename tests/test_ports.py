@@ -99,11 +99,11 @@ def test_a_virtual_port_notices_when_the_midi_system_is_gone():
     backend = FakeBackend([])
     backend.open_input = lambda name, virtual=False, client_name=None, callback=None: \
         FakePort(name)
-    keeper = PortKeeper(backend, PortRequest("input", virtual="glsr-live in"), "jack")
+    keeper = PortKeeper(backend, PortRequest("input", virtual="glsr-live in"), "alsa")
     assert keeper.check() is None  # the system answers
     backend.get_input_names = lambda: (_ for _ in ()).throw(SystemError("server not running"))
     assert keeper.check() is None and keeper.check() is None
-    with pytest.raises(PortError, match="is a JACK server running"):
+    with pytest.raises(PortError, match="is the ALSA sequencer loaded"):
         keeper.check()
 
 
@@ -129,7 +129,7 @@ def test_ports_are_listed_by_their_own_client_and_an_empty_list_means_gone():
         return port
 
     backend.open_input = opened
-    keeper = PortKeeper(backend, PortRequest("input", "keys"), "jack")
+    keeper = PortKeeper(backend, PortRequest("input", "keys"), "coremidi")
     backend.get_input_names = lambda: (_ for _ in ()).throw(AssertionError("a new client"))
     assert keeper.check() is None
     own.names = ["glsr-live:glsr-live out"]
@@ -137,4 +137,25 @@ def test_ports_are_listed_by_their_own_client_and_an_empty_list_means_gone():
     own.names = []
     assert keeper.check() is None and keeper.check() is None
     with pytest.raises(PortError, match="lists no ports"):
+        keeper.check()
+
+
+def test_a_jack_server_is_asked_through_its_socket_and_gone_at_once(tmp_path, monkeypatch):
+    """jack2's request socket answers a connect while the server runs; with no server there,
+    the system is gone at the first check, whatever the ports' stale lists still say."""
+    import socket
+
+    from glsr_live.ports import SystemGone
+
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    path = tmp_path / "jack_test_0_0"
+    server.bind(str(path))
+    server.listen(4)
+    backend = FakeBackend(["keys:keys"])
+    keeper = PortKeeper(backend, PortRequest("input", "keys"), "jack")
+    keeper.server = path
+    assert keeper.check() is None
+    server.close()
+    path.unlink()
+    with pytest.raises(SystemGone, match="the server is gone"):
         keeper.check()
