@@ -221,7 +221,7 @@ def resolve_targets(model, info: ModelInfo, z: np.ndarray, targets: dict[str, fl
     reaches = {}
     for name, target in targets.items():
         # a phrase keeper's decodes depend on its bonus: searches under another are others
-        key = TableCache.key(name, z, scale, f"search, bonus {getattr(model, 'bonus', 0.0)}")
+        key = TableCache.key(name, z, scale, f"search, fidelity {getattr(model, 'fidelity', 0)}")
         table = cache.get(key) if cache is not None else None
         if table is None:
             table = axis_table(model, info, z, name, search_offsets(), scale)

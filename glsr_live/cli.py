@@ -100,7 +100,7 @@ def build_parser() -> argparse.ArgumentParser:
     render.add_argument("--temperature", type=float, default=0.0)
     render.add_argument("--fidelity", type=float, default=None, metavar="NATS",
                         help="how strongly a variation keeps the phrase's notes (0: the "
-                             "model's own decode; default 2)")
+                             "model's own decode; default 8, the most)")
     render.add_argument("--quantise", action="store_true",
                         help="play on the grid (default: with the timing the phrase was played)")
 

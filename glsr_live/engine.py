@@ -36,7 +36,7 @@ from .player import Player, Variation, all_notes_off
 from .tokens import Vocabulary, fit_notes, notes_to_tokens, tokens_to_notes, unfold_notes
 
 CLOCK_MESSAGES = {"clock", "start", "stop", "continue", "songpos"}
-DEFAULT_FIDELITY = 2.0  # the stay bonus (nats) on the phrase's onsets when no knob sets it
+DEFAULT_FIDELITY = 8.0  # the largest stay bonus (nats) on the phrase's notes, no knob set
 LATE_STEPS_PLAYED = 2  # a step played this many steps late still sounds; older ones are silent
 MAX_CATCH_UP_STEPS = 4096  # beyond this (a suspended laptop) the grid jumps to now
 
@@ -250,11 +250,20 @@ class Engine:
 
     @property
     def editor(self):
-        """What the engine decodes with: the model, keeping the phrase's notes by the
-        fidelity bonus (``PhraseKeeper``)."""
+        """What the engine decodes with: the model, its decodes edits of the phrase that
+        move what the knobs move (``PhraseKeeper``)."""
+        return self.editor_for()
+
+    def editor_for(self, *also: str):
+        """The editor following the attributes the knobs move (and ``also``)."""
         if self.phrase is None:
             return self.model
-        return PhraseKeeper(self.model, self.phrase.tokens, self.fidelity())
+        moved = {k for k, v in self.knobs.offsets().items() if v and k in self.info.axes}
+        moved |= set(self.knobs.targets()) | set(also)
+        if self.morphing():
+            moved |= set(HELD_BY_MORPH)
+        follow = ("notes", *sorted(moved & set(self.info.axes) - {"notes"}))
+        return PhraseKeeper(self.model, self.phrase.tokens, self.fidelity(), follow)
 
     def at_rest(self) -> bool:
         """Every knob at its centre (no offset, no target, no morph, no prior, temperature
@@ -339,7 +348,8 @@ class Engine:
         if tokens is None:
             z = self.latent()
             rng = np.random.default_rng((self.sample_seed, max(0, step or 0)))
-            tokens = self.editor.decode_tokens(z[None], temperature, rng)[0]
+            also = (moved,) if moved in self.info.axes else ()  # as its knob table would
+            tokens = self.editor_for(*also).decode_tokens(z[None], temperature, rng)[0]
         variation = Variation.from_tokens(tokens, self.info.vocab, -self.pitch_shift())
         groove = self.phrase.groove if self.phrase is not None else None
         return variation if groove is None else variation.with_feel(groove)
@@ -389,8 +399,8 @@ class Engine:
         decodes run outside it, so the loop never waits for them.
         """
         with self.lock:
-            jobs, editor = self.missing_tables(), self.editor
-        for key, base, name, positions, scale in jobs:
+            jobs = [(*job, self.editor_for(job[2])) for job in self.missing_tables()]
+        for key, base, name, positions, scale, editor in jobs:
             table = axis_table(editor, self.info, base, name, positions, scale)
             with self.lock:
                 self.tables.put(key, table)

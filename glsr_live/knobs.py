@@ -150,7 +150,7 @@ def parse_knob(raw: dict, index: int, attributes: set[str]) -> Knob:
         raise PresetError(f"{where}: mode must be 'offset' or 'value' (value: attribute knobs "
                           f"only), got {mode!r}")
     bounds = {"temperature": (0.0, 1.5), "prior": (0.0, 1.0), "morph": (0.0, 1.0),
-              "fidelity": (0.0, 4.0)}.get(target, (-3.0, 3.0))
+              "fidelity": (0.0, 8.0)}.get(target, (-3.0, 3.0))
     if mode == "value":
         bounds = VALUE_RANGES.get(target, (0.0, 1.0))
     low = _value_bound(raw.get("min", bounds[0]), f"{where}: min")
@@ -160,7 +160,7 @@ def parse_knob(raw: dict, index: int, attributes: set[str]) -> Knob:
     curve = raw.get("curve", "linear")
     if curve not in CURVES:
         raise PresetError(f"{where}: curve must be one of {', '.join(CURVES)}, got {curve!r}")
-    default_cc = 64 if low < 0 < high or target == "fidelity" else 0
+    default_cc = 127 if target == "fidelity" else 64 if low < 0 < high else 0
     default = _check_int(raw.get("default", default_cc), 0, 127, f"{where}: default")
     return Knob(cc, target, channel, low, high, curve, default, mode)
 

@@ -76,4 +76,11 @@ def status_line(engine: Engine, now: float) -> str:
     bpm = getattr(engine.clock, "bpm", 0.0)
     notes = engine.variation.note_count if engine.variation is not None else 0
     roll = tiny_roll(engine.variation, vocab.low, vocab.high)
-    return f"{engine_state(engine):9s} {bpm:6.1f} BPM | {knobs} | {notes:2d} notes |{roll}|"
+    return (f"{engine_state(engine):9s} {bpm:6.1f} BPM | {knobs} | {notes:2d} notes"
+            f"{', ' + kept_reading(engine) if kept_reading(engine) else ''} |{roll}|")
+
+
+def kept_reading(engine: Engine) -> str:
+    """'6 of 8 kept': how many of the phrase's notes the variation plays as they were."""
+    kept = engine.kept_notes()
+    return "" if kept is None else f"{kept[0]} of {kept[1]} kept"

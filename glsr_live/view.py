@@ -22,7 +22,7 @@ from rich.text import Text
 from .axis import note_name
 from .knobs import BUTTONS
 from .player import Variation
-from .status import engine_state, knob_reading
+from .status import engine_state, kept_reading, knob_reading
 
 if TYPE_CHECKING:
     from .engine import Engine
@@ -101,13 +101,15 @@ def rolls(engine: Engine, width: int) -> Table:
     table = Table.grid(padding=(0, 1))
     table.add_column(width=4, no_wrap=True)
     table.add_column(no_wrap=True)
+    kept = kept_reading(engine)
+    playing_title = f"playing ({kept})" if kept else "playing"
     if width >= 4 + 2 * 32 + 8:  # side by side
         table.add_column(no_wrap=True)
-        table.add_row("", Text("phrase", style="bold"), Text("playing", style="bold"))
+        table.add_row("", Text("phrase", style="bold"), Text(playing_title, style="bold"))
         for label, a, b in zip(labels, left, right, strict=True):
             table.add_row(label, Text(a, style="cyan"), Text(b, style="green"))
         return table
-    for title, lines, style in (("phrase", left, "cyan"), ("playing", right, "green")):
+    for title, lines, style in (("phrase", left, "cyan"), (playing_title, right, "green")):
         table.add_row("", Text(title, style="bold"))
         for label, line in zip(labels, lines, strict=True):
             table.add_row(label, Text(line, style=style))

@@ -92,3 +92,21 @@ def test_a_resized_terminal_is_redrawn_whole_from_the_top(playing_engine):
     drawn = out.getvalue()
     assert drawn.startswith("\x1b[H")  # cursor home, then the whole screen
     assert all(len(line) <= 60 for line in drawn.split("\x1b[H", 1)[1].splitlines()[:30])
+
+
+def test_the_view_says_how_much_of_the_phrase_the_variation_keeps(fake_model):
+    from test_axis import engine_with_phrase
+
+    from glsr_live.status import status_line
+
+    preset = Preset(Options(soft_takeover=False), (Knob(20, "notes", min=-4, max=4),))
+    engine = engine_with_phrase(fake_model, preset)
+    engine._maybe_swap(40)
+    assert "playing (8 of 8 kept)" in render_text(LiveView("m"), engine, 4.2, 100)  # at rest
+    engine.handle(mido.Message("control_change", control=20, value=100), 4.1)
+    engine.settle()
+    engine._maybe_swap(41)
+    kept, total = engine.kept_notes()
+    assert total == 8 and kept < 8
+    assert f"playing ({kept} of 8 kept)" in render_text(LiveView("m"), engine, 4.2, 100)
+    assert f"notes, {kept} of 8 kept" in status_line(engine, 4.2)
