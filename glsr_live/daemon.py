@@ -105,10 +105,14 @@ class Daemon:
             self.recorder.maybe_flush()
 
     def seconds_to_next_step(self) -> float:
-        """How long until the next grid step is due (inf while the clock stands)."""
-        due = self.engine.clock.time_of(self.engine.next_step) \
-            if self.engine.next_step is not None else None
-        return float("inf") if due is None else max(0.0, due - self.now())
+        """How long until the next grid step, or a note played late, is due (inf while the
+        clock stands)."""
+        positions = [at for at, _ in self.engine.deferred]
+        if self.engine.next_step is not None:
+            positions.append(self.engine.next_step)
+        times = [self.engine.clock.time_of(at) for at in positions]
+        times = [t for t in times if t is not None]
+        return max(0.0, min(times) - self.now()) if times else float("inf")
 
     def settle_ahead(self) -> None:
         """Decode knob moves shortly before the step that plays them, so the step does not
@@ -229,6 +233,7 @@ class Daemon:
                 with self.engine.lock:
                     self.engine.player.panic()  # the peer cannot hear note-offs any more
                     self.engine.echo.panic()
+                    self.engine.deferred = []
             self.notice(f"{role} port '{port.name}' {event}")
 
     def check_ports(self) -> None:

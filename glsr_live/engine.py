@@ -85,6 +85,8 @@ class Engine:
         self.echo = Player(channel=preset.options.passthrough_channel - 1)
         self.player.neighbour = self.echo
         self.silent_steps = 0  # steps played silently because the loop fell behind
+        self.deferred: list[tuple[float, list[mido.Message]]] = []  # (grid position, messages)
+        #   of steps whose note was played late: they go out at their played time
         self.prior_z = self.rng.standard_normal(self.info.latent_dim).astype(np.float32)
         # Sampling (temperature > 0) for grid step s draws from Generator((sample_seed, s)):
         # a decode depends on the state and the step it is for, not on how often it ran
@@ -151,6 +153,7 @@ class Engine:
         """At a bar line: notes closed, the phrase (and slot B) re-encoded by the new model,
         knobs kept by name (a knob for an axis the model lacks rests)."""
         model, self.pending_model = self.pending_model, None
+        self.deferred = []  # a late note-on after its note-off would hang
         messages = self.player.panic()
         old = self.info.vocab
         self.model, self.info = model, model.info
@@ -197,7 +200,7 @@ class Engine:
         elif event in ("continue", "seek"):
             self.next_step = None
         elif event == "stop":
-            self.next_step = None
+            self.next_step, self.deferred = None, []
             channels = {c - 1 for c in self.preset.output_channels()}
             return self.player.panic() + self.echo.panic() + all_notes_off(channels)
         return []
@@ -482,12 +485,18 @@ class Engine:
         current = math.floor(position + 1e-9)
         if self.next_step is None or current - self.next_step > MAX_CATCH_UP_STEPS:
             self.next_step = current  # (re)start, or back from a sleep: no burst, no backlog
-        messages = []
+        messages = self.due(position)
         while self.next_step <= current:
             audible = current - self.next_step <= LATE_STEPS_PLAYED
             self.silent_steps += not audible
-            messages += self._step(self.next_step, audible)
+            messages += self.due(self.next_step) + self._step(self.next_step, audible)
             self.next_step += 1
+        return messages + self.due(position)
+
+    def due(self, position: float) -> list[mido.Message]:
+        """The deferred messages whose time has come by grid ``position``."""
+        messages = [m for at, batch in self.deferred if at <= position + 1e-9 for m in batch]
+        self.deferred = [(at, batch) for at, batch in self.deferred if at > position + 1e-9]
         return messages
 
     def _step(self, step: int, audible: bool = True) -> list[mido.Message]:
@@ -503,7 +512,12 @@ class Engine:
             self._phrase_boundary(step)
         self.settle()
         self._maybe_swap(step)
-        return messages + self.player.play_step(self.variation, step - self.origin, audible)
+        notes = self.player.play_step(self.variation, step - self.origin, audible)
+        late = self.variation.lateness(step - self.origin) if self.variation else 0.0
+        if late > 0 and notes:  # as the phrase was played: this step's note comes late
+            self.deferred.append((step + late, notes))
+            return messages
+        return messages + notes
 
     def _phrase_boundary(self, step: int) -> None:
         if not self.frozen:
@@ -527,6 +541,7 @@ class Engine:
 
     def stop(self) -> list[mido.Message]:
         """Close every note this engine opened, then All Notes Off on its channels."""
+        self.deferred = []  # notes not yet played: their note-ons never go out
         messages = self.player.panic() + self.echo.panic()
         channels = {c - 1 for c in self.preset.output_channels()}
         return messages + all_notes_off(channels)

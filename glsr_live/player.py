@@ -28,11 +28,20 @@ class Variation:
     sounding: np.ndarray  # (L,) MIDI pitch sounding at each step, -1 for silence
     onset: np.ndarray  # (L,) bool, a note starts here
     velocity: np.ndarray | None = None  # (L,) velocity of each onset (None: the player's)
+    offset: np.ndarray | None = None  # (L,) steps off the grid each onset was played
 
     def with_feel(self, groove) -> Variation:
-        """This variation with the player's velocities (``groove.Groove``)."""
-        velocity, _ = groove.feel(self.onset)
-        return Variation(self.tokens, self.sounding, self.onset, velocity)
+        """This variation with the player's velocities and timing (``groove.Groove``)."""
+        velocity, offset = groove.feel(self.onset)
+        return Variation(self.tokens, self.sounding, self.onset, velocity, offset)
+
+    def lateness(self, step: int) -> float:
+        """Steps after the grid the note starting at ``step`` comes (0: on the grid). Live,
+        a note played early comes on the grid: the engine does not play ahead of it."""
+        index = step % len(self.sounding)
+        if self.offset is None or not self.onset[index]:
+            return 0.0
+        return max(0.0, float(self.offset[index]))
 
     @classmethod
     def from_tokens(cls, tokens: np.ndarray, vocab: Vocabulary, transpose: int = 0) -> Variation:

@@ -78,16 +78,23 @@ def test_live_at_rest_plays_the_captured_phrase_with_its_velocities():
     engine = Engine(model, Preset(Options(soft_takeover=False), (Knob(20, "notes"),)),
                     InternalClock(120.0), np.random.default_rng(0))
     step = 0.125
-    for onset, length, pitch, velocity in HOOK:
-        engine.handle(mido.Message("note_on", note=pitch, velocity=velocity), onset * step)
+    for (onset, length, pitch, velocity), late in zip(HOOK, OFFSETS, strict=True):
+        engine.handle(mido.Message("note_on", note=pitch, velocity=velocity),
+                      (onset + late) * step)
         engine.handle(mido.Message("note_off", note=pitch), (onset + length) * step - 0.01)
     sent, now = [], 0.0
-    while now < 64 * step:
-        sent += engine.tick(now)
-        now += 0.001
+    while now < 63.5 * step:  # the phrase's first loop
+        sent += [(now, m) for m in engine.tick(now)]
+        now += 0.0005
     assert np.array_equal(engine.variation.tokens, engine.phrase.tokens)
-    struck = [(m.note, m.velocity) for m in sent if m.type == "note_on" and m.velocity > 0]
-    assert struck == [(pitch, velocity) for _, _, pitch, velocity in HOOK]
+    struck = [(at, m.note, m.velocity) for at, m in sent
+              if m.type == "note_on" and m.velocity > 0]
+    assert [(p, v) for _, p, v in struck] == [(p, v) for _, _, p, v in HOOK]
+    # late notes come as late as they were played; early ones on the grid (no look-ahead)
+    origin = OFFSETS[0] * step  # the clock started at the first note played
+    for (at, _, _), (onset, *_), late in zip(struck, HOOK, OFFSETS, strict=True):
+        wanted = origin + (32 + onset + max(0.0, late - OFFSETS[0])) * step
+        assert abs(at - wanted) <= 0.001, (onset, at, wanted)
 
 
 def test_an_edit_moves_the_note_count_as_the_model_does_and_keeps_the_phrases_notes():
