@@ -183,8 +183,7 @@ def morph_latent(a: np.ndarray, b: np.ndarray, amount: float, info: ModelInfo) -
 
 
 EDIT_BONUSES = (8.0, 4.0, 2.0, 1.0)  # nats of stay bonus tried, most faithful first
-EDIT_ROUNDS = 10  # bisection rounds on the note cost: count steps found to 16/1024 nats
-EDIT_COST_LIMIT = 16.0  # nats: the note cost (or bonus, negative) looked within
+EDIT_COST_LIMIT = 64.0  # nats: the note cost (or, negative, bonus) is kept within
 EDIT_TOLERANCE = {"register": 1.0, "range": 1.0}  # how near a followed attribute must land
 
 
@@ -196,8 +195,8 @@ class PhraseKeeper:
     The decoder is factorised (each step's distribution depends on z and the step only), so a
     decode can be steered step by step on the model's one output: log p(x_t | z)
     + bonus * [x_t = phrase_t] at the phrase's onsets - cost * [x_t starts a note]. For each
-    code and each bonus (most faithful first, none above ``fidelity``), the note cost is found
-    by bisection that gives the plain decode's note count; the first bonus that also lands
+    code and each bonus (most faithful first, none above ``fidelity``), the note cost is read
+    off the steps' margins that gives the plain decode's note count; the first bonus that lands
     every other ``follow``ed attribute near the plain decode's wins. So a knob moves its
     attribute exactly as far as the model does (the axes stay as monotone as the model's);
     only which notes carry the move changes. A bonus alone is no such guarantee: on a
@@ -247,27 +246,22 @@ class PhraseKeeper:
         return best
 
     def with_count(self, log_p: np.ndarray, bonus: float, count: np.ndarray) -> np.ndarray:
-        """(N, L) decodes with the stay ``bonus`` and, per row, the note cost whose decode
-        has ``count`` notes (bisection: more cost, fewer notes), or the nearest found."""
+        """(N, L) decodes with the stay ``bonus`` and, per row, the note cost that gives
+        ``count`` notes. A step starts a note when its best pitch beats its best of rest and
+        hold by more than the cost, so the cost is read off the steps' margins sorted: between
+        the count-th and the next (canonical form changes holds and rests, never onsets)."""
         steps = np.flatnonzero(self.tokens >= 2)
         favoured = log_p.copy()
         favoured[:, steps, self.tokens[steps]] += bonus
-        low = np.full(len(log_p), -EDIT_COST_LIMIT)  # cost there: too many notes or right
-        high = np.full(len(log_p), EDIT_COST_LIMIT)
-        best = self.steered(favoured, np.zeros(len(log_p)))
-        for _ in range(EDIT_ROUNDS):
-            middle = (low + high) / 2
-            tokens = self.steered(favoured, middle)
-            notes = (tokens >= 2).sum(1)
-            hit = notes == count
-            best[hit] = tokens[hit]
-            low = np.where(notes > count, middle, low)
-            high = np.where(notes < count, middle, high)
-            high = np.where(hit, middle, high)  # a hit: look for one with a lower cost too
-        return best
-
-    @staticmethod
-    def steered(favoured: np.ndarray, cost: np.ndarray) -> np.ndarray:
+        margin = favoured[:, :, 2:].max(-1) - favoured[:, :, :2].max(-1)  # (N, L)
+        ranked = np.concatenate([np.full((len(margin), 1), np.inf), -np.sort(-margin, axis=1),
+                                 np.full((len(margin), 1), -np.inf)], axis=1)  # (N, L + 2)
+        wanted = np.clip(np.asarray(count, dtype=np.int64), 0, margin.shape[1])
+        rows = np.arange(len(margin))
+        above, below = ranked[rows, wanted], ranked[rows, wanted + 1]  # n-th and (n+1)-th
+        cost = np.where(np.isinf(above), below + 1.0,
+                        np.where(np.isinf(below), above - 1.0, (above + below) / 2))
+        cost = np.clip(cost, -EDIT_COST_LIMIT, EDIT_COST_LIMIT)
         shifted = favoured.copy()
         shifted[:, :, 2:] -= cost[:, None, None]
         return logits_to_tokens(shifted)
