@@ -16,12 +16,13 @@ listener, per session and in all:
 * ``late_ms``: each note's onset at the listener against its grid time (the daemon's internal
   clock, from the recording), p50 / p99; and ``send_late_ms``: the same at the daemon's send.
 * ``replay_identical``: `render --replay` of the session's recording gives the notes played.
-* ``dump_notes``: note messages a second outside listener, jack2's own ``jack_midi_dump`` (C,
-  no Python), heard: when the first listener misses messages, this one tells whether the
-  daemon's client or the listener's missed its cycle.
+* The same voices and lost messages (``left_sounding_dump``, ``lost_dump``) at a second
+  outside listener, jack2's own ``jack_midi_dump`` (C, no Python): when the first listener
+  misses messages, this one tells whether the daemon's client or the listener's missed them.
 * ``silent``: sessions in which the listener heard nothing at all although the daemon sent
-  notes: a JACK client whose thread never ran (README, "When things go wrong"). Such a
-  session is run again once, and counted.
+  notes: its JACK client's thread never ran (README, "When things go wrong"; jack_midi_dump
+  heard those sessions whole). Such a session is run again once, and counted; one silent
+  again is left out of the first listener's counts (``sessions_heard``).
 
 Exit status 1 when any note was left sounding or a replay differed. The JACK tests run a short
 version in CI.
@@ -178,9 +179,8 @@ def run_session(index: int, seconds: float, bpm: float, workdir: Path, env: dict
         raise RuntimeError(f"session {index}: no recording; daemon said {stderr[-300:]!r}")
     if os.environ.get("LT_DEBUG"):
         print(stderr[-4000:], file=sys.stderr)
-    result = analyse(listener.messages, sessions[0], bpm)
+    result = analyse(listener.messages, sessions[0], bpm, dump_messages(record / "dump.txt"))
     result["replay_identical"] = replay_file(sessions[0], record / "replay.mid")["identical"]
-    result["dump_notes"] = dump_notes(record / "dump.txt")
     result["exit_code"] = daemon.returncode
     result["stopped_at"] = round(stopped_at - read_session(sessions[0]).settings["started"], 3)
     return result
@@ -192,7 +192,7 @@ def start_dump(port: str, client: str, folder: Path) -> subprocess.Popen | None:
         return None
     folder.mkdir(parents=True, exist_ok=True)
     with open(folder / "dump.txt", "w") as out:
-        dump = subprocess.Popen(["jack_midi_dump", client], stdout=out,
+        dump = subprocess.Popen(["jack_midi_dump", "-a", client], stdout=out,
                                 stderr=subprocess.DEVNULL)
     for _ in range(50):
         done = subprocess.run(["jack_connect", port, f"{client}:input"], capture_output=True)
@@ -203,10 +203,36 @@ def start_dump(port: str, client: str, folder: Path) -> subprocess.Popen | None:
     return None
 
 
-def dump_notes(path: Path) -> int | None:
+def dump_messages(path: Path, rate: float = 48000.0) -> list[tuple[float, mido.Message]]:
+    """jack_midi_dump -a lines ('FRAMES: 90 3c 5a note on ...') as (seconds, message); the
+    dummy driver runs at 48 kHz."""
     if not path.exists():
-        return None
-    return sum(("note on" in line or "note off" in line) for line in path.read_text().splitlines())
+        return []
+    out = []
+    for line in path.read_text().splitlines():
+        frames, _, rest = line.partition(":")
+        data = []
+        for word in rest.split():
+            if len(word) != 2:
+                break
+            data.append(int(word, 16))
+        try:
+            out.append((int(frames) / rate, mido.Message.from_bytes(data)))
+        except (ValueError, KeyError, IndexError):
+            continue
+    return out
+
+
+def count_lost(sent: list[tuple[float, mido.Message]], heard: list[tuple[float, mido.Message]]
+               ) -> int:
+    """Sent note messages never heard, counted per (kind, channel, pitch)."""
+    want: dict[tuple, int] = {}
+    for _, message in sent:
+        want[note_key(message)] = want.get(note_key(message), 0) + 1
+    for _, message in heard:
+        if message.type in ("note_on", "note_off") and note_key(message) in want:
+            want[note_key(message)] -= 1
+    return sum(max(0, count) for count in want.values())
 
 
 def voices_left(messages: list[tuple[float, mido.Message]], channel: int, hang: float
@@ -242,7 +268,9 @@ def note_key(message: mido.Message) -> tuple:
 
 
 def analyse(heard: list[tuple[float, mido.Message]], session_file: Path, bpm: float,
-            hang: float = 0.3) -> dict:
+            dumped: list[tuple[float, mido.Message]], hang: float = 0.3) -> dict:
+    """Counts at both listeners: this process's (timed against the grid) and jack_midi_dump's
+    (its own clock: voices and lost messages only)."""
     session = read_session(session_file)
     zero = session.settings["started"]
     step = 60.0 / bpm / 4
@@ -252,7 +280,12 @@ def analyse(heard: list[tuple[float, mido.Message]], session_file: Path, bpm: fl
     notes_heard = [(s, m) for s, m in heard if m.type in ("note_on", "note_off")]
     left, episodes = voices_left(heard, 0, hang)
     late, send_late, lost = match(sent, notes_heard, origin, step)
+    left_dump, episodes_dump = voices_left(dumped, 0, hang)
     return {"left_sounding": left, "episodes_s": [round(e, 3) for e in episodes],
+            "left_sounding_dump": left_dump if dumped else None,
+            "episodes_dump_s": [round(e, 3) for e in episodes_dump],
+            "lost_dump": count_lost(sent, dumped) if dumped else None,
+            "dump_notes": len(dumped),
             "lost": len(lost), "lost_at": [(round(s - zero, 3), k) for s, k in lost[:20]],
             "sent_notes": sum(note_key(m)[0] == "on" for _, m in sent),
             "late_ms": late, "send_late_ms": send_late}
@@ -321,16 +354,17 @@ def main(argv: list[str] | None = None) -> int:
         began = time.perf_counter()
         for index in range(args.first, args.first + args.sessions):
             result = run_session(index, args.seconds, args.bpm, workdir, env, models)
-            if is_silent(result):  # the JACK client that never ran: once more, counted
+            if is_silent(result):  # the listener's JACK client never ran: once more, counted
                 silent.append(index)
                 result = run_session(index, args.seconds, args.bpm, workdir, env, models)
+            result["listener_silent"] = is_silent(result)
             results.append(result)
             done = index + 1 - args.first
             eta = (time.perf_counter() - began) / done * (args.sessions - done)
-            print(f"session {done}/{args.sessions}: left sounding {result['left_sounding']}, "
-                  f"lost {result['lost']} of {2 * result['sent_notes']}, late p99 "
-                  f"{percentiles(result['late_ms'])['p99']} ms, jack_midi_dump heard "
-                  f"{result['dump_notes']}, replay "
+            print(f"session {done}/{args.sessions}: left sounding {result['left_sounding']} / "
+                  f"{result['left_sounding_dump']} (jack_midi_dump), lost {result['lost']} / "
+                  f"{result['lost_dump']}, late p99 "
+                  f"{percentiles(result['late_ms'])['p99']} ms, replay "
                   f"{'identical' if result['replay_identical'] else 'DIFFERS'}, exit "
                   f"{result['exit_code']}; "
                   f"ETA {eta:.0f} s", file=sys.stderr, flush=True)
@@ -338,7 +372,8 @@ def main(argv: list[str] | None = None) -> int:
     print(json.dumps(summary, indent=1))
     if args.json is not None:
         args.json.write_text(json.dumps({"summary": summary, "sessions": results}))
-    failed = summary["left_sounding"] or summary["replays_differing"]
+    failed = summary["left_sounding"] or summary["left_sounding_dump"] \
+        or summary["replays_differing"]
     return 1 if failed else 0
 
 
@@ -348,11 +383,16 @@ def is_silent(result: dict) -> bool:
 
 
 def summarise(results: list[dict], args: argparse.Namespace) -> dict:
+    heard = [r for r in results if not r["listener_silent"]]  # sessions the listener heard
+    dumped = [r for r in results if r["left_sounding_dump"] is not None]
     return {"sessions": len(results), "seconds": args.seconds, "load": args.load,
-            "bpm": args.bpm, "left_sounding": sum(r["left_sounding"] for r in results),
-            "lost": sum(r["lost"] for r in results),
+            "bpm": args.bpm, "left_sounding": sum(r["left_sounding"] for r in heard),
+            "left_sounding_dump": sum(r["left_sounding_dump"] for r in dumped),
+            "sessions_heard": len(heard), "sessions_dumped": len(dumped),
+            "lost": sum(r["lost"] for r in heard),
+            "lost_dump": sum(r["lost_dump"] for r in dumped),
             "note_messages_sent": sum(2 * r["sent_notes"] for r in results),
-            "late_ms": percentiles([v for r in results for v in r["late_ms"]]),
+            "late_ms": percentiles([v for r in heard for v in r["late_ms"]]),
             "send_late_ms": percentiles([v for r in results for v in r["send_late_ms"]]),
             "exit_codes": sorted({r["exit_code"] for r in results}),
             "replays_differing": sum(not r["replay_identical"] for r in results)}
