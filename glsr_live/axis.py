@@ -210,6 +210,13 @@ def look_for(value_at, hit, target: float, tolerance: float, direction: float) -
         low = high
 
 
+def search_key(model, name: str, z: np.ndarray, scale: float) -> tuple:
+    """The cache key of a value search: a phrase keeper's decodes depend on its fidelity and
+    on what it follows, so searches under another keeper are other searches."""
+    fidelity, follow = getattr(model, "fidelity", 0), getattr(model, "follow", ())
+    return TableCache.key(name, z, scale, f"search, fidelity {fidelity}, follow {follow}")
+
+
 def resolve_targets(model, info: ModelInfo, z: np.ndarray, targets: dict[str, float],
                     shift: int = 0, scale: float = 1.0, cache: TableCache | None = None
                     ) -> tuple[np.ndarray, dict[str, Reach]]:
@@ -220,8 +227,7 @@ def resolve_targets(model, info: ModelInfo, z: np.ndarray, targets: dict[str, fl
     """
     reaches = {}
     for name, target in targets.items():
-        # a phrase keeper's decodes depend on its bonus: searches under another are others
-        key = TableCache.key(name, z, scale, f"search, fidelity {getattr(model, 'fidelity', 0)}")
+        key = search_key(model, name, z, scale)
         table = cache.get(key) if cache is not None else None
         if table is None:
             table = axis_table(model, info, z, name, search_offsets(), scale)

@@ -112,6 +112,7 @@ def run_burst(model: Model, events: int, seed: int = 0) -> dict:
             "single_knob": single_knob(model, events, seed),
             "any_change": any_change(model, events, seed),
             "value_target": value_target(model, max(20, events // 10), seed),
+            "value_search": value_target(model, max(20, events // 10), seed, prepared=False),
             "phrase_end_to_first_note": percentiles_ms(phrase_times)}
 
 
@@ -153,13 +154,19 @@ def any_change(model: Model, events: int, seed: int) -> dict:
     return percentiles_ms(times)
 
 
-def value_target(model: Model, events: int, seed: int) -> dict:
-    """A value knob ("6 notes") moved: one batched decode along the axis, then the choice."""
+def value_target(model: Model, events: int, seed: int, prepared: bool = True) -> dict:
+    """A value knob ("6 notes") moved after a change of state. ``prepared``: the search along
+    its axis was decoded ahead, as the daemon's worker does after each change (the move is a
+    lookup and one decode); else the move searches 97 points itself."""
     engine, rng, now = engine_with_phrase(model, seed, mode="value")
     knob = engine.preset.knobs[0]
     times = []
     for _ in range(events):
         engine.tables.tables.clear()  # each move from a fresh state, not a cached search
+        engine.knobs.values[0] = 64
+        engine.knobs.touched.discard(0)
+        if prepared:
+            engine.prepare_tables()
         times.append(knob_latency(engine, knob, int(rng.integers(0, 128)), now))
     return percentiles_ms(times)
 
@@ -198,7 +205,7 @@ def run_bench(args: argparse.Namespace, model_dir: Path) -> int:
         print(json.dumps(result))
         return 0
     for name in ("knob_to_variation", "single_knob", "any_change", "value_target",
-                 "phrase_end_to_first_note"):
+                 "value_search", "phrase_end_to_first_note"):
         stats = result[name]
         print(f"{name:25s} p50 {stats['p50_ms']:.3f} ms  p99 {stats['p99_ms']:.3f} ms  "
               f"max {stats['max_ms']:.3f} ms  ({stats['count']} events)")

@@ -26,6 +26,8 @@ from .axis import (
     axis_table,
     hold_values,
     resolve_targets,
+    search_key,
+    search_offsets,
     values_of,
 )
 from .capture import Capture, Phrase
@@ -379,20 +381,33 @@ class Engine:
                               f"knob, fidelity {self.fidelity():.4f}")
 
     def missing_tables(self) -> list[tuple[tuple, np.ndarray, str, np.ndarray, float]]:
-        """(key, base, axis, offsets, scale) of each offset knob's table not yet computed:
-        every position the knob can take, decoded from the current state of the others."""
-        if self.phrase_z is None or self.knobs.targets() or self.morphing():
+        """(key, base, axis, offsets, scale) of each table not yet computed: every position
+        an offset knob can take, decoded from the current state of the others; and the
+        search along a value knob's axis, so its first move is a lookup too."""
+        if self.phrase_z is None or self.morphing():
             return []
+        targets = self.knobs.targets()
         jobs = []
         for knob in self.preset.knobs:
-            if knob.mode != "offset" or knob.target not in self.info.axes:
+            if knob.target not in self.info.axes:
                 continue
-            key = self.knob_table_key(knob.target)
-            if self.tables.get(key) is None:
-                positions = np.array([knob.value(cc) for cc in range(128)])
-                jobs.append((key, self.offset_base(leave_out=knob.target), knob.target,
-                             positions, 1.0 - self.prior_blend()))
+            if knob.mode == "value" and set(targets) <= {knob.target}:
+                jobs += self.missing_search(knob.target)
+            elif knob.mode == "offset" and not targets:
+                key = self.knob_table_key(knob.target)
+                if self.tables.get(key) is None:
+                    positions = np.array([knob.value(cc) for cc in range(128)])
+                    jobs.append((key, self.offset_base(leave_out=knob.target), knob.target,
+                                 positions, 1.0 - self.prior_blend()))
         return jobs
+
+    def missing_search(self, name: str) -> list[tuple[tuple, np.ndarray, str, np.ndarray, float]]:
+        """The value search ``resolve_targets`` would run for ``name`` now, if not cached."""
+        base, scale = self.offset_base(), 1.0 - self.prior_blend()
+        key = search_key(self.editor_for(name), name, base, scale)
+        if self.tables.get(key) is not None:
+            return []
+        return [(key, base, name, search_offsets(), scale)]
 
     def prepare_tables(self) -> int:
         """Compute the missing knob tables (the daemon's worker thread calls this when idle;

@@ -182,3 +182,18 @@ def test_slot_b_and_the_morph_knob_hold_the_note_count(fake_model):
     moved = engine.latent()
     assert moved[0] == z_before[0] and moved[1] == z_before[1]  # notes and register held
     assert engine.pending.note_count == 8
+
+
+def test_a_value_knobs_search_is_ready_before_the_knob_turns(fake_model, monkeypatch):
+    """The worker decodes the search along a value knob's axis ahead, as it does the offset
+    knobs' tables: the knob's first move decodes no search of its own."""
+    import glsr_live.axis as axis
+
+    engine = engine_with_phrase(fake_model, value_preset())
+    assert engine.prepare_tables() >= 1
+    searches = []
+    real = axis.axis_table
+    monkeypatch.setattr(axis, "axis_table", lambda *a, **k: searches.append(a[3]) or real(*a, **k))
+    engine.handle(mido.Message("control_change", control=20, value=70), 4.1)
+    assert engine.pending is not None and engine.reaches["notes"].reached
+    assert searches == []
