@@ -34,7 +34,7 @@ TABLE_POLL_SECONDS = 0.01  # how often the table worker looks for knob tables to
 @dataclass
 class Daemon:
     engine: Engine
-    inport: object  # anything with iter_pending()
+    inport: object  # a PortKeeper (its inbox stamps arrivals) or anything with iter_pending()
     outport: object  # anything with send()
     clock: Callable[[], float] = time.perf_counter
     show_status: Callable[[Engine, float], None] | None = None  # the live view
@@ -102,6 +102,9 @@ class Daemon:
             messages = self.engine.tick(self.ticked_to)
         self.send_paced(messages)
         if self.recorder is not None:
+            if self.engine.silent_steps:
+                self.recorder.silent(self.engine.silent_steps, self.ticked_to)
+                self.engine.silent_steps = []
             self.recorder.maybe_flush()
 
     def seconds_to_next_step(self) -> float:

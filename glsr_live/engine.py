@@ -86,7 +86,8 @@ class Engine:
         self.player = Player(channel=preset.options.channel - 1)
         self.echo = Player(channel=preset.options.passthrough_channel - 1)
         self.player.neighbour = self.echo
-        self.silent_steps = 0  # steps played silently because the loop fell behind
+        self.silent_steps: list[int] = []  # steps played silently: the loop fell behind
+        self.forced_silent: set[int] | None = None  # a replay: exactly the live session's
         self.deferred: list[tuple[float, list[mido.Message]]] = []  # (grid position, messages)
         #   of steps whose note was played late: they go out at their played time
         self.prior_z = self.rng.standard_normal(self.info.latent_dim).astype(np.float32)
@@ -503,7 +504,10 @@ class Engine:
         messages = self.due(position)
         while self.next_step <= current:
             audible = current - self.next_step <= LATE_STEPS_PLAYED
-            self.silent_steps += not audible
+            if self.forced_silent is not None:
+                audible = self.next_step not in self.forced_silent
+            if not audible:
+                self.silent_steps.append(self.next_step)
             messages += self.due(self.next_step) + self._step(self.next_step, audible)
             self.next_step += 1
         return messages + self.due(position)

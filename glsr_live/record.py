@@ -36,6 +36,7 @@ TRACKS = ("in", "out", "knobs")
 FLUSH_SECONDS = 1.0
 PRIVATE_ID = 0x7D  # the MIDI manufacturer ID for non-commercial use
 END_TEXT = "glsr-live end"
+SILENT_TEXT = "glsr-live silent "  # + grid steps the live loop reached too late to sound
 
 
 def variable_length(value: int) -> bytes:
@@ -169,6 +170,10 @@ class SessionRecorder:
     def knobs(self, state: dict, seconds: float | None = None) -> None:
         self.text("knobs", json.dumps(state, sort_keys=True), seconds)
 
+    def silent(self, steps: list[int], seconds: float) -> None:
+        """Steps the engine played silently (a stalled machine), for the replay to do so too."""
+        self.text("knobs", SILENT_TEXT + " ".join(map(str, steps)), seconds)
+
     def end(self, seconds: float | None = None) -> None:
         """Mark where the session stopped (a replay plays up to here) and flush."""
         self.text("knobs", END_TEXT, seconds)
@@ -274,6 +279,7 @@ class Session:
     outgoing: list[tuple[float, mido.Message]]
     knob_states: list[tuple[float, dict]]
     ended: float | None = None  # when the daemon stopped (None: killed before it could say)
+    silent: set[int] = field(default_factory=set)  # steps the live loop reached too late
 
 
 def read_session(path: Path) -> Session:
@@ -287,16 +293,18 @@ def read_session(path: Path) -> Session:
     if missing:
         raise MidiFileError(f"{path}: not a glsr-live session (no track {missing[0]!r})")
     tempo = tempo_map(midi)
-    settings, knob_states, ended = {}, [], None
+    settings, knob_states, ended, silent = {}, [], None, set()
     for seconds, message in timed(tracks["knobs"], tempo):
         if message.type == "text" and message.text == END_TEXT:
             ended = seconds
+        elif message.type == "text" and message.text.startswith(SILENT_TEXT):
+            silent |= {int(step) for step in message.text.removeprefix(SILENT_TEXT).split()}
         elif message.type == "text" and message.text.startswith("glsr-live "):
             settings = json.loads(message.text.removeprefix("glsr-live "))
         elif message.type == "text":
             knob_states.append((seconds, json.loads(message.text)))
     return Session(settings, messages_of(tracks["in"], tempo),
-                   messages_of(tracks["out"], tempo), knob_states, ended)
+                   messages_of(tracks["out"], tempo), knob_states, ended, silent)
 
 
 def tempo_map(midi: mido.MidiFile) -> TempoMap:

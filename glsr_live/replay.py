@@ -51,7 +51,9 @@ def engine_for(session: Session, model_dirs: list[Path] | None = None) -> Engine
 
 
 def replay(session: Session, engine: Engine) -> list[tuple[float, mido.Message]]:
-    """(seconds, message) the engine sends for the session's input, as the daemon would."""
+    """(seconds, message) the engine sends for the session's input, as the daemon would
+    (steps the live loop reached too late, and played silently, are silent here too)."""
+    engine.forced_silent = set(session.silent)
     out: list[tuple[float, mido.Message]] = []
     out += [(0.0, m) for m in engine.start_messages()]
     now = 0.0

@@ -84,6 +84,21 @@ def daemon_ports(jack_env_private, request):
 
 
 @pytest.mark.parametrize("daemon_ports", [None], indirect=True)  # no --model: the default
+def test_at_rest_the_phrase_comes_back_note_for_note(daemon_ports):
+    """Every knob at its centre: what comes back through JACK is the phrase played in (its
+    pitches, in order, and its velocity), not the model's reading of it."""
+    process, to_daemon, from_daemon, received = daemon_ports
+    loop = from_daemon.collect(2 * LOOP)
+    struck = [m for m in received + loop if m.type == "note_on" and m.velocity > 0]
+    pitches = [int(p) for p in PHRASE.split()[2:]]
+    assert len(struck) >= 2 * len(pitches) - 1, [m.note for m in struck]
+    whole = [m.note for m in struck[-(2 * len(pitches)):]]
+    start = whole.index(pitches[0])
+    assert whole[start: start + len(pitches)] == pitches, whole
+    assert {m.velocity for m in struck} == {90}  # as the peer played them
+
+
+@pytest.mark.parametrize("daemon_ports", [None], indirect=True)  # no --model: the default
 def test_note_count_knob_raises_note_count_and_sigterm_closes_everything(daemon_ports):
     process, to_daemon, from_daemon, received = daemon_ports
     counts = []
@@ -114,6 +129,9 @@ def test_program_change_swaps_models_from_the_next_bar(jack_env_private, tiny_mo
     process, to_daemon, from_daemon, received = daemon_with_peers(
         jack_env_private, command, phrase_comes_back)
     with cleaned_up(process, to_daemon, from_daemon):
+        # off its centre the notes knob has the models play (at rest the phrase itself plays,
+        # whichever model is loaded)
+        to_daemon.command("sweep 20 60 72")
         heard = {}
         for program in (1, 0):
             to_daemon.command(f"hex C0 {program:02X}")  # Program Change on channel 1

@@ -162,3 +162,38 @@ def test_a_session_cut_by_a_kill_replays_up_to_where_it_was_cut(tmp_path):
     result = replay_file(killed, tmp_path / "replayed.mid")
     assert result["cut_short_at"] <= cut and result["identical"], result
     assert result["recorded"] >= 8
+
+
+class StallingFeed(StoppingFeed):
+    """A feed whose loop stalls once for ``stall`` seconds (a machine too busy to run it)."""
+
+    def __init__(self, feed, clock, daemon_ref, end, at: float, stall: float):
+        super().__init__(feed, clock, daemon_ref, end)
+        self.at, self.stall = at, stall
+
+    def iter_pending(self):
+        if self.at is not None and self.clock.now >= self.at:
+            self.clock.now += self.stall
+            self.at = None
+        yield from super().iter_pending()
+
+
+def test_a_session_whose_loop_stalled_replays_note_for_note(tmp_path):
+    """The live loop falls five steps behind mid-loop: those steps pass in silence, the file
+    says which, and the replay plays them silent too (it never stalls itself)."""
+    model = Model(SHIPPED)
+    preset = load_preset(ROOT / "presets/knobs/default.toml", set(model.info.axes))
+    clock = DrivenClock()
+    settings = {"models": [str(SHIPPED)], "preset_toml": dump_preset(preset),
+                "clock": "internal", "bpm": 120.0, "seed": 3}
+    engine = Engine(model, preset, InternalClock(120.0), np.random.default_rng(3))
+    holder = []
+    session_file = tmp_path / "session.mid"
+    daemon = Daemon(engine, StallingFeed(session_feed(), clock, holder, 12.0, 6.2, 5 * STEP),
+                    MemoryPort(), clock=clock,
+                    recorder=SessionRecorder(session_file, settings, clock=clock))
+    holder.append(daemon)
+    daemon.run()
+    assert read_session(session_file).silent  # the stall was recorded
+    result = replay_file(session_file, tmp_path / "replayed.mid")
+    assert result["identical"], result
