@@ -21,6 +21,7 @@ from .record import SessionRecorder
 from .tokens import tokens_to_notes, unfold_notes
 
 MAX_WAIT_SECONDS = 0.005  # the loop wakes at its next step, a message, or after this
+STALL_SECONDS = 0.02  # a loop that did not tick this long is a stall the recording notes
 SETTLE_AHEAD_SECONDS = 0.015  # knob moves are decoded this long before their step is due
 PORT_CHECK_SECONDS = 0.25  # how often the MIDI system and named peers are looked at (in a
 #   thread of its own, through the ports' own clients: a stopped server is seen within 1 s)
@@ -97,15 +98,22 @@ class Daemon:
                 self.after_control(at)
             while self.engine.notices:
                 self.notice(self.engine.notices.pop(0))
-        self.ticked_to = self.engine_time(now)
+        last, self.ticked_to = self.ticked_to, self.engine_time(now)
         with self.engine.lock:
             messages = self.engine.tick(self.ticked_to)
         self.send_paced(messages)
         if self.recorder is not None:
-            if self.engine.silent_steps:
-                self.recorder.silent(self.engine.silent_steps, self.ticked_to)
-                self.engine.silent_steps = []
+            self.record_stall(last)
             self.recorder.maybe_flush()
+
+    def record_stall(self, last: float | None) -> None:
+        """When the loop did not tick for a while (a busy machine), the replay must not tick
+        there either: the steps due then were played late, at once, as here."""
+        if last is not None and self.ticked_to - last > STALL_SECONDS:
+            self.recorder.stall(last, self.ticked_to)
+        if self.engine.silent_steps:
+            self.recorder.silent(self.engine.silent_steps, self.ticked_to)
+            self.engine.silent_steps = []
 
     def seconds_to_next_step(self) -> float:
         """How long until the next grid step, or a note played late, is due (inf while the

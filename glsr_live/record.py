@@ -37,6 +37,7 @@ FLUSH_SECONDS = 1.0
 PRIVATE_ID = 0x7D  # the MIDI manufacturer ID for non-commercial use
 END_TEXT = "glsr-live end"
 SILENT_TEXT = "glsr-live silent "  # + grid steps the live loop reached too late to sound
+STALL_TEXT = "glsr-live stall "  # + from, to: seconds in which the live loop did not tick
 
 
 def variable_length(value: int) -> bytes:
@@ -170,6 +171,10 @@ class SessionRecorder:
     def knobs(self, state: dict, seconds: float | None = None) -> None:
         self.text("knobs", json.dumps(state, sort_keys=True), seconds)
 
+    def stall(self, since: float, until: float) -> None:
+        """The loop did not tick from ``since`` to ``until`` (engine seconds)."""
+        self.text("knobs", f"{STALL_TEXT}{since!r} {until!r}", until)
+
     def silent(self, steps: list[int], seconds: float) -> None:
         """Steps the engine played silently (a stalled machine), for the replay to do so too."""
         self.text("knobs", SILENT_TEXT + " ".join(map(str, steps)), seconds)
@@ -280,6 +285,7 @@ class Session:
     knob_states: list[tuple[float, dict]]
     ended: float | None = None  # when the daemon stopped (None: killed before it could say)
     silent: set[int] = field(default_factory=set)  # steps the live loop reached too late
+    stalls: list[tuple[float, float]] = field(default_factory=list)  # (from, to) no ticks
 
 
 def read_session(path: Path) -> Session:
@@ -293,18 +299,20 @@ def read_session(path: Path) -> Session:
     if missing:
         raise MidiFileError(f"{path}: not a glsr-live session (no track {missing[0]!r})")
     tempo = tempo_map(midi)
-    settings, knob_states, ended, silent = {}, [], None, set()
+    settings, knob_states, ended, silent, stalls = {}, [], None, set(), []
     for seconds, message in timed(tracks["knobs"], tempo):
         if message.type == "text" and message.text == END_TEXT:
             ended = seconds
         elif message.type == "text" and message.text.startswith(SILENT_TEXT):
             silent |= {int(step) for step in message.text.removeprefix(SILENT_TEXT).split()}
+        elif message.type == "text" and message.text.startswith(STALL_TEXT):
+            stalls.append(tuple(float(x) for x in message.text.removeprefix(STALL_TEXT).split()))
         elif message.type == "text" and message.text.startswith("glsr-live "):
             settings = json.loads(message.text.removeprefix("glsr-live "))
         elif message.type == "text":
             knob_states.append((seconds, json.loads(message.text)))
     return Session(settings, messages_of(tracks["in"], tempo),
-                   messages_of(tracks["out"], tempo), knob_states, ended, silent)
+                   messages_of(tracks["out"], tempo), knob_states, ended, silent, stalls)
 
 
 def tempo_map(midi: mido.MidiFile) -> TempoMap:

@@ -51,25 +51,48 @@ def engine_for(session: Session, model_dirs: list[Path] | None = None) -> Engine
 
 
 def replay(session: Session, engine: Engine) -> list[tuple[float, mido.Message]]:
-    """(seconds, message) the engine sends for the session's input, as the daemon would
-    (steps the live loop reached too late, and played silently, are silent here too)."""
+    """(seconds, message) the engine sends for the session's input, as the daemon would.
+
+    Where the live loop stalled (the file says when), the replay ticks only at the messages
+    that arrived meanwhile, as the loop did once it ran again, and what that sent goes out when
+    the stall ended; steps the loop reached too late to sound are silent here too.
+    """
     engine.forced_silent = set(session.silent)
     out: list[tuple[float, mido.Message]] = []
     out += [(0.0, m) for m in engine.start_messages()]
     now = 0.0
+
+    def tick(at: float, message: mido.Message | None = None) -> None:
+        messages = engine.tick(at) + (engine.handle(message, at) if message else [])
+        out.extend((sent_at(session.stalls, at), m) for m in messages)
+
     for seconds, message in session.incoming:
         while now + TICK_SECONDS < seconds:  # the daemon's loop between two messages
             now += TICK_SECONDS
-            out += [(now, m) for m in engine.tick(now)]
+            if stall_of(session.stalls, now) is None:
+                tick(now)
         now = seconds
-        out += [(now, m) for m in engine.tick(now) + engine.handle(message, now)]
+        tick(now, message)
     last = session.ended if session.ended is not None else max(
         [s for s, _ in session.outgoing] + [now]) + TAIL_SECONDS
     while now + TICK_SECONDS < last:
         now += TICK_SECONDS
-        out += [(now, m) for m in engine.tick(now)]
+        if stall_of(session.stalls, now) is None:
+            tick(now)
     now = max(now, last)  # the live engine's last tick, then its stop
-    return out + [(now, m) for m in engine.tick(now) + engine.stop()]
+    tick(now)
+    return out + [(now, m) for m in engine.stop()]
+
+
+def stall_of(stalls: list[tuple[float, float]], now: float) -> tuple[float, float] | None:
+    """The stall of the live loop that ``now`` falls in (it ticked again at its end)."""
+    return next(((since, until) for since, until in stalls if since < now < until), None)
+
+
+def sent_at(stalls: list[tuple[float, float]], at: float) -> float:
+    """When the live loop sent what the engine made at ``at``: a stall's end, inside one."""
+    stall = stall_of(stalls, at)
+    return at if stall is None else stall[1]
 
 
 def grid_notes(messages: list[tuple[float, mido.Message]], origin: float, step: float

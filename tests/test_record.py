@@ -179,7 +179,7 @@ class StallingFeed(StoppingFeed):
 
 
 def test_a_session_whose_loop_stalled_replays_note_for_note(tmp_path):
-    """The live loop falls five steps behind mid-loop: those steps pass in silence, the file
+    """The live loop falls behind as its loop begins: the steps too late pass in silence, the file
     says which, and the replay plays them silent too (it never stalls itself)."""
     model = Model(SHIPPED)
     preset = load_preset(ROOT / "presets/knobs/default.toml", set(model.info.axes))
@@ -189,11 +189,11 @@ def test_a_session_whose_loop_stalled_replays_note_for_note(tmp_path):
     engine = Engine(model, preset, InternalClock(120.0), np.random.default_rng(3))
     holder = []
     session_file = tmp_path / "session.mid"
-    daemon = Daemon(engine, StallingFeed(session_feed(), clock, holder, 12.0, 6.2, 5 * STEP),
+    daemon = Daemon(engine, StallingFeed(session_feed(), clock, holder, 12.0, 3.995, 4 * STEP),
                     MemoryPort(), clock=clock,
                     recorder=SessionRecorder(session_file, settings, clock=clock))
     holder.append(daemon)
     daemon.run()
-    assert read_session(session_file).silent  # the stall was recorded
+    assert read_session(session_file).stalls  # the stall was recorded
     result = replay_file(session_file, tmp_path / "replayed.mid")
     assert result["identical"], result
