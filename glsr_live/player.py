@@ -2,9 +2,9 @@
 
 A MIDI system can still drop a message: a JACK client that misses a cycle on a busy machine
 loses what it sent in it (see README, "When things go wrong"). So that a lost note-off never
-leaves a note sounding, the player says every note-off twice (again at the next grid step,
-unless the pitch sounds again by then) and, at each loop boundary, sends a note-off for every
-pitch it struck in the loop before that is not meant to sound now. A note-off for a silent
+leaves a note sounding, the player says every note-off three times (again at each of the next
+two grid steps, unless the pitch sounds again by then) and, at each loop boundary, sends a
+note-off for every pitch it struck in the loop before that is not meant to sound now. A note-off for a silent
 pitch is harmless; a pitch meant to sound is never sent one.
 """
 
@@ -76,6 +76,7 @@ class Player:
     sounding: int | None = None  # the pitch this player has on, if any
     open_notes: set[tuple[int, int]] = field(default_factory=set)  # (channel, pitch) sent on
     offs_to_repeat: set[int] = field(default_factory=set)  # pitches turned off this step
+    offs_repeated: set[int] = field(default_factory=set)  # ... said again at the last step
     struck_in_loop: set[int] = field(default_factory=set)  # pitches struck since the sweep
     safety_net: bool = True  # repeat note-offs (tests turn it off to see the plain stream)
     neighbour: Player | None = None  # another player on this port (the echo): never cut its notes
@@ -123,8 +124,11 @@ class Player:
         return self.repeat_offs(repeats) + messages
 
     def take_repeats(self) -> set[int]:
-        """The pitches turned off during the last step, to be said off once more now."""
-        repeats, self.offs_to_repeat = self.offs_to_repeat, set()
+        """The pitches turned off during the last two steps, to be said off again now: a
+        note-off is said three times (a client that misses its cycle on a busy machine can
+        lose two cycles' worth in a row)."""
+        repeats = self.offs_to_repeat | self.offs_repeated
+        self.offs_repeated, self.offs_to_repeat = self.offs_to_repeat, set()
         return repeats if self.safety_net else set()
 
     def take_loop_sweep(self) -> set[int]:

@@ -118,7 +118,8 @@ def test_player_strikes_holds_and_closes_on_swap():
     assert [(m.type, m.note) for m in sent] == [("note_on", 60)]
     sent = player.play_step(second, 2)  # swap mid-note: 60 stops, 65 starts
     assert [(m.type, m.note) for m in sent] == [("note_off", 60), ("note_on", 65)]
-    # 65 holds; 60's note-off is said once more (the safety net), nothing else
+    # 65 holds; 60's note-off is said twice more (the safety net), nothing else
+    assert [(m.type, m.note) for m in player.play_step(second, 3)] == [("note_off", 60)]
     assert [(m.type, m.note) for m in player.play_step(second, 3)] == [("note_off", 60)]
     assert player.play_step(second, 3) == []
     assert [(m.type, m.note, m.channel) for m in player.panic()] == [("note_off", 65, 3)]
