@@ -4,8 +4,8 @@ A MIDI system can still drop a message: a JACK client that misses a cycle on a b
 loses what it sent in it (see README, "When things go wrong"). So that a lost note-off never
 leaves a note sounding, the player says every note-off three times (again at each of the next
 two grid steps, unless the pitch sounds again by then) and, at each loop boundary, sends a
-note-off for every pitch it struck in the loop before that is not meant to sound now. A note-off for a silent
-pitch is harmless; a pitch meant to sound is never sent one.
+note-off for every pitch it struck in the loop before that is not meant to sound now. A
+note-off for a silent pitch is harmless; a pitch meant to sound is never sent one.
 """
 
 from __future__ import annotations
