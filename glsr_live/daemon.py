@@ -64,19 +64,23 @@ class Daemon:
     def now(self) -> float:
         return self.engine_time(self.clock())
 
-    def send(self, messages: list[mido.Message]) -> None:
+    def send(self, messages: list[mido.Message], at: float | None = None) -> None:
+        """Send ``messages``; the recording has them at ``at``, the engine time they were made
+        for (a busy machine sends some late: the file keeps the grid they belong to, which a
+        replay reproduces), else at the time they leave."""
         for message in messages:
             self.outport.send(message)
             self.sent += 1
             if self.recorder is not None:
-                self.recorder.message("out", message, self.clock() - self.recorder.started)
+                self.recorder.message("out", message, self.clock() - self.recorder.started
+                                      if at is None else at)
 
-    def send_paced(self, messages: list[mido.Message]) -> None:
+    def send_paced(self, messages: list[mido.Message], at: float | None = None) -> None:
         """Send a long list in bursts, so no note-off is dropped by a full MIDI buffer."""
         for start in range(0, len(messages), BURST):
             if start:
                 time.sleep(BURST_GAP_SECONDS)
-            self.send(messages[start: start + BURST])
+            self.send(messages[start: start + BURST], at)
 
     def step(self) -> None:
         """Handle what arrived, in order of arrival, then play what is due.
@@ -93,7 +97,7 @@ class Daemon:
                 messages = self.engine.tick(at) + self.engine.handle(message, at)
             if message.type == "clock" and self.recorder is not None:
                 self.recorder.follow_tempo(self.engine.clock.bpm, at)
-            self.send_paced(messages)
+            self.send_paced(messages, at)
             if message.type == "control_change":
                 self.after_control(at)
             while self.engine.notices:
@@ -101,7 +105,7 @@ class Daemon:
         last, self.ticked_to = self.ticked_to, self.engine_time(now)
         with self.engine.lock:
             messages = self.engine.tick(self.ticked_to)
-        self.send_paced(messages)
+        self.send_paced(messages, self.ticked_to)
         if self.recorder is not None:
             self.record_stall(last)
             self.recorder.maybe_flush()

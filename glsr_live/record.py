@@ -1,6 +1,7 @@
 """A live session as a standard MIDI file: what came in, what went out, and the knob state.
 
-Tracks: ``in`` (every message received: notes, CCs, clock), ``out`` (every message sent) and
+Tracks: ``in`` (every message received: notes, CCs, clock), ``out`` (every message sent, at
+the engine time it was made for) and
 ``knobs`` (a text event at each knob change, plus the session's settings at the start). Times
 are wall-clock seconds since the session began, written at the session's tempo (960 ticks a
 beat; a MIDI clock's tempo changes become tempo events), so a DAW shows the session on its own
