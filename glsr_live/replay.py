@@ -51,48 +51,45 @@ def engine_for(session: Session, model_dirs: list[Path] | None = None) -> Engine
 
 
 def replay(session: Session, engine: Engine) -> list[tuple[float, mido.Message]]:
-    """(seconds, message) the engine sends for the session's input, as the daemon would.
+    """(seconds, message) the engine sends for the session's input, as the daemon would, at
+    the engine times the daemon recorded them at.
 
-    Where the live loop stalled (the file says when), the replay ticks only at the messages
-    that arrived meanwhile, as the loop did once it ran again, and what that sent goes out when
-    the stall ended; steps the loop reached too late to sound are silent here too.
+    Where the live loop stalled (the file says when), the replay ticks at the stall's start,
+    then only at the messages that arrived meanwhile and at the stall's end, as the loop did;
+    steps the loop reached too late to sound are silent here too.
     """
     engine.forced_silent = set(session.silent)
     out: list[tuple[float, mido.Message]] = []
     out += [(0.0, m) for m in engine.start_messages()]
+    ends = sorted({at for stall in session.stalls for at in stall})  # the loop ticked there
     now = 0.0
 
-    def tick(at: float, message: mido.Message | None = None) -> None:
-        messages = engine.tick(at) + (engine.handle(message, at) if message else [])
-        out.extend((sent_at(session.stalls, at), m) for m in messages)
+    def tick_until(seconds: float) -> float:
+        """The loop's free ticks up to (not at) ``seconds``; returns the last tick's time."""
+        at = now
+        while True:
+            following = min([at + TICK_SECONDS] + [e for e in ends if at < e < seconds])
+            if following >= seconds:
+                return at
+            at = following
+            if stall_of(session.stalls, at) is None:
+                out.extend((at, m) for m in engine.tick(at))
 
     for seconds, message in session.incoming:
-        while now + TICK_SECONDS < seconds:  # the daemon's loop between two messages
-            now += TICK_SECONDS
-            if stall_of(session.stalls, now) is None:
-                tick(now)
+        now = tick_until(seconds)
         now = seconds
-        tick(now, message)
+        out.extend((now, m) for m in engine.tick(now) + engine.handle(message, now))
     last = session.ended if session.ended is not None else max(
         [s for s, _ in session.outgoing] + [now]) + TAIL_SECONDS
-    while now + TICK_SECONDS < last:
-        now += TICK_SECONDS
-        if stall_of(session.stalls, now) is None:
-            tick(now)
-    now = max(now, last)  # the live engine's last tick, then its stop
-    tick(now)
+    now = max(tick_until(last), last)  # the live engine's last tick, then its stop
+    out.extend((now, m) for m in engine.tick(now))
     return out + [(now, m) for m in engine.stop()]
 
 
 def stall_of(stalls: list[tuple[float, float]], now: float) -> tuple[float, float] | None:
-    """The stall of the live loop that ``now`` falls in (it ticked again at its end)."""
+    """The stall of the live loop that ``now`` falls in, its ends left out (the loop ticked
+    at its start and again at its end)."""
     return next(((since, until) for since, until in stalls if since < now < until), None)
-
-
-def sent_at(stalls: list[tuple[float, float]], at: float) -> float:
-    """When the live loop sent what the engine made at ``at``: a stall's end, inside one."""
-    stall = stall_of(stalls, at)
-    return at if stall is None else stall[1]
 
 
 def grid_notes(messages: list[tuple[float, mido.Message]], origin: float, step: float
