@@ -251,15 +251,6 @@ class Daemon:
                     self.engine.deferred = []
             self.notice(f"{role} port '{port.name}' {event}")
 
-    def check_ports(self) -> None:
-        """Look at the ports now, in this thread (tests)."""
-        for role, port in (("input", self.inport), ("output", self.outport)):
-            check = getattr(port, "check", None)
-            event = check() if check is not None else None
-            if event is not None:
-                self.port_events.put((role, port, event))
-        self.take_port_events()
-
     def close_notes(self) -> None:
         """Every open note off, else All Notes Off on all channels; never raises."""
         try:

@@ -50,12 +50,12 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
 from jack import jack_env, jack_server  # noqa: E402
+from peer import BACKEND, find_port  # noqa: E402  (clients read the server from the env on open)
 
 from glsr_live.daemon import raise_threads  # noqa: E402
 from glsr_live.record import read_session  # noqa: E402
 from glsr_live.replay import replay_file  # noqa: E402
 
-BACKEND = None  # mido's JACK backend, loaded once the environment names the server
 PHRASES = ([60, 62, 64, 65, 67, 65, 64, 62], [67, 67, 69, 67, 72, 71, 69, 67],
            [64, 64, 65, 67, 67, 65, 64, 62], [72, 71, 69, 67, 65, 64, 62, 60])
 KNOBS = (20, 21, 30)
@@ -74,17 +74,6 @@ class Listener:
 
     def close(self) -> None:
         self.port.close()
-
-
-def find_port(kind: str, fragment: str, timeout: float = 20.0) -> str | None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        names = BACKEND.get_output_names() if kind == "output" else BACKEND.get_input_names()
-        found = [name for name in names if fragment in name]
-        if found:
-            return found[0]
-        time.sleep(0.1)
-    return None
 
 
 def play_phrase(port, start: float, step: float, pitches: list[int], stop: threading.Event
@@ -340,13 +329,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--keep", type=Path, help="keep the sessions' recordings in this folder")
     args = parser.parse_args(argv)
     models = args.model or ["melody", "bach-soprano"]
-    global BACKEND
     results, silent = [], []
     with ExitStack() as stack:
         server = stack.enter_context(jack_server())
         env = jack_env(server)
         os.environ.update(env)
-        BACKEND = mido.Backend("mido.backends.rtmidi/UNIX_JACK", load=True)
         workdir = args.keep or Path(stack.enter_context(
             tempfile.TemporaryDirectory(prefix="glsr-load-")))
         load = start_load(args.load)
