@@ -16,6 +16,8 @@ import torch
 
 from glsr_live.tokens import HOLD, REST
 
+from .config import AugmentConfig
+
 
 def note_indices(tokens: torch.Tensor) -> torch.Tensor:
     """(B, L) -> (B, L): 1-based index of the note sounding at each step, 0 where none does."""
@@ -80,3 +82,12 @@ def stretch_range(tokens: torch.Tensor, fraction: float, pitches: torch.Tensor,
     stretched[picked] = torch.where(onset & fits[:, None], moved - low + HOLD + 1, rows)
     chosen[picked[fits]] = True
     return stretched, chosen
+
+
+def augmented(batch: torch.Tensor, augment: AugmentConfig, step: int, pitches: torch.Tensor
+              ) -> tuple[torch.Tensor, torch.Tensor]:
+    """(B, L) -> (B, L) tokens and (B,) mask of the rows thinned or stretched at ``step``."""
+    thinned, thin_mask = thin_notes(batch, augment.thinning.at(step))
+    stretched, stretch_mask = stretch_range(thinned, augment.stretching.at(step), pitches,
+                                            exclude=thin_mask, widest=augment.widest_stretch)
+    return stretched, thin_mask | stretch_mask

@@ -28,8 +28,8 @@ from .checkpoint import CheckpointError, load_checkpoint
 from .config import ConfigError, from_dict
 from .corpus import CorpusError
 from .dataset import attribute_summary, build_for
-from .model import GLSRVAE, ModelArgs
-from .train import read_metrics
+from .model import GLSRVAE
+from .rundir import read_metrics
 
 EXIT_USAGE = 2
 EXIT_PARITY = 3
@@ -68,14 +68,14 @@ def fine_tuning_weights(checkpoint: dict) -> dict:
 
 
 def load_model(checkpoint: dict) -> GLSRVAE:
-    model = GLSRVAE(ModelArgs(**checkpoint["model_args"]))
+    model = GLSRVAE.of_shape(checkpoint["model_args"])
     model.load_state_dict(checkpoint["model"])
     return model.eval()
 
 
 def export_graphs(model: GLSRVAE, folder: Path) -> None:
-    tokens = torch.zeros(2, model.args.seq_len, dtype=torch.int64)
-    z = torch.zeros(2, model.args.latent_dim)
+    tokens = torch.zeros(2, model.seq_len, dtype=torch.int64)
+    z = torch.zeros(2, model.config.latent_dim)
     common = {"dynamo": False, "opset_version": 17, "do_constant_folding": True}
     with warnings.catch_warnings():
         # torch warns that an LSTM traced at batch 2 may fail at other batch sizes; the parity

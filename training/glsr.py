@@ -146,48 +146,34 @@ def finite_difference_gradients(
     z: torch.Tensor,
     attributes: list[RegularisedAttribute],
     pitches: torch.Tensor,
-    step: float | Sequence[float] = 1e-2,
+    step: float = 1e-2,
     sharpness: Sequence[float] | None = None,
-    straight_through: bool | Sequence[bool] = False,
 ) -> torch.Tensor:
     """(B, n_attributes) central differences (g(z + h e) - g(z - h e)) / 2h, one decode.
 
     Needs no double backward (so cuDNN and mkldnn kernels serve the training backward) and
-    costs one extra forward/backward of 2 * n_attributes * B samples. Error O(h^2). ``step``
-    is h, one for all attributes or one each. Attribute a's expectation is taken under
-    softmax(logits / sharpness[a]) (1.0 each when not given). Where ``straight_through`` is
-    set, g's value is the argmax decode's attribute and its gradient the expectation's.
+    costs one extra forward/backward of 2 * n_attributes * B samples. Error O(h^2); ``step``
+    is h. Attribute a's expectation is taken under softmax(logits / sharpness[a]) (1.0 each
+    when not given).
     """
-    steps = per_attribute(step, attributes, "difference steps")
-    played = per_attribute(straight_through, attributes, "straight_through flags")
     shifted = []
-    for attribute, h in zip(attributes, steps, strict=True):
+    for attribute in attributes:
         offset = torch.zeros_like(z)
-        offset[:, attribute.dim] = h
+        offset[:, attribute.dim] = step
         shifted += [z + offset, z - offset]
     logits = decode(torch.cat(shifted))  # (2 * n * B, L, K)
     columns = []
-    for index, (attribute, temperature, h, hard) in enumerate(
-            zip(attributes, temperatures(attributes, sharpness), steps, played, strict=True)):
+    for index, (attribute, temperature) in enumerate(
+            zip(attributes, temperatures(attributes, sharpness), strict=True)):
         part = logits[2 * index * len(z): (2 * index + 2) * len(z)] / temperature
-        g = played_attribute if hard else expected_attribute
-        plus, minus = g(attribute.name, part, pitches).chunk(2)
-        columns.append((plus - minus) / (2 * h))
+        plus, minus = expected_attribute(attribute.name, part, pitches).chunk(2)
+        columns.append((plus - minus) / (2 * step))
     return torch.stack(columns, dim=1)
 
 
 def expected_attribute(name: str, logits: torch.Tensor, pitches: torch.Tensor) -> torch.Tensor:
     """logits (B, L, K) -> (B,) the attribute's expectation under softmax(logits)."""
     return EXPECTATIONS[name](torch.softmax(logits, dim=-1), pitches)
-
-
-def played_attribute(name: str, logits: torch.Tensor, pitches: torch.Tensor) -> torch.Tensor:
-    """logits (B, L, K) -> (B,) the argmax decode's attribute, with the expectation's gradient
-    (straight-through): its value is what the instrument plays."""
-    soft = expected_attribute(name, logits, pitches)
-    one_hot = torch.nn.functional.one_hot(logits.argmax(dim=-1), logits.shape[-1])
-    hard = EXPECTATIONS[name](one_hot.to(logits.dtype), pitches)
-    return hard + soft - soft.detach()
 
 
 GRADIENT_ESTIMATORS = {
@@ -201,66 +187,6 @@ def glsr_penalty(gradients: torch.Tensor, attributes: list[RegularisedAttribute]
     mu = gradients.new_tensor([a.mu for a in attributes])
     sigma = gradients.new_tensor([a.sigma for a in attributes])
     return (0.5 * ((gradients - mu) / sigma).pow(2)).mean(dim=0)
-
-
-def ordering_penalty(latent: torch.Tensor, attribute: torch.Tensor, delta: float = 10.0
-                     ) -> torch.Tensor:
-    """AR-VAE's attribute regulariser (Pati & Lerch 2020): latent (B,), attribute (B,) -> ().
-
-    Mean |tanh(delta * (z_i - z_j)) - sign(a_i - a_j)| over all pairs of the batch: it asks the
-    encoder to order phrases along the axis by their attribute. GLSR shapes the decoder only; this
-    makes the encoder put a phrase where the decoder's axis says its attribute belongs.
-    """
-    defined = attribute.isfinite()
-    latent, attribute = latent[defined], attribute[defined]
-    if len(latent) < 2:
-        return latent.new_zeros(())
-    latent_gaps = latent[:, None] - latent[None, :]  # (B, B)
-    attribute_gaps = attribute[:, None] - attribute[None, :]  # (B, B)
-    return (torch.tanh(delta * latent_gaps) - torch.sign(attribute_gaps)).abs().mean()
-
-
-def calibration_penalty(latent: torch.Tensor, attribute: torch.Tensor,
-                        regularised: RegularisedAttribute, limit: float = float("inf")
-                        ) -> torch.Tensor:
-    """Mean squared distance of latent (B,) from where the axis puts attribute (B,): ().
-
-    GLSR asks the decoder's attribute to grow at rate mu along the axis; the point of the axis
-    that holds a phrase's own attribute is then (a - centre) / mu. Asking the encoder to put the
-    phrase there makes the axis linear in the attribute (AR-VAE's interpretability) and keeps
-    its spread at the data's, so a knob's range in spreads stays a range in attribute units.
-    Targets are clipped to +-limit (half the prior's range): a silent phrase would otherwise sit
-    so far out that no knob position brings notes back.
-    """
-    defined = attribute.isfinite()
-    if not bool(defined.any()):
-        return latent.new_zeros(())
-    targets = calibrated_position(attribute[defined], regularised, limit)
-    return (latent[defined] - targets).pow(2).mean()
-
-
-def calibrated_position(attribute: torch.Tensor, regularised: RegularisedAttribute,
-                        limit: float = float("inf")) -> torch.Tensor:
-    """(B,) attribute values -> (B,) the axis points that hold them, clipped to +-limit."""
-    return ((attribute - regularised.centre) / regularised.mu).clamp(-limit, limit)
-
-
-def token_attributes(tokens: torch.Tensor, attributes: list[RegularisedAttribute],
-                     pitches: torch.Tensor) -> torch.Tensor:
-    """tokens (B, L) -> (B, n_attributes): the data's attributes (expectations at one-hot).
-
-    NaN where the attribute is undefined (the register of a window without notes), as in
-    ``glsr_live.attributes``: the two definitions must agree (tests compare them).
-    """
-    one_hot = torch.nn.functional.one_hot(tokens, pitches.shape[0]).to(torch.float32)
-    silent = expected_notes(one_hot, pitches) == 0  # (B,)
-    columns = []
-    for attribute in attributes:
-        values = EXPECTATIONS[attribute.name](one_hot, pitches)
-        if attribute.name in NEEDS_NOTES:
-            values = values.masked_fill(silent, float("nan"))
-        columns.append(values)
-    return torch.stack(columns, dim=1)
 
 
 def spread_along_axes(

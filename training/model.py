@@ -6,38 +6,22 @@ Shapes: B batch, L steps, K tokens, d latent size, H hidden units.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-
-@dataclass
-class ModelArgs:
-    vocab_size: int
-    seq_len: int = 32
-    latent_dim: int = 12
-    embed_dim: int = 32
-    hidden: int = 512
-    layers: int = 2
-    dropout: float = 0.0
-    bidirectional: bool = False  # encoder only; the paper does not say
-    logvar_bias: float = -3.0  # start with narrow posteriors so z carries information early
-    forget_bias: float = 0.0  # added to the LSTM forget gates: z must survive L steps
-    z_every_step: bool = False  # the paper feeds z at the first step only; True: at every step
-    step_inputs: bool = False  # True: the decoder also sees a one-hot of its step (bar position)
-
-    def to_dict(self) -> dict:
-        return asdict(self)
+from .config import ModelConfig
 
 
 class GLSRVAE(nn.Module):
-    def __init__(self, args: ModelArgs):
+    def __init__(self, config: ModelConfig, vocab_size: int, seq_len: int):
         super().__init__()
-        self.args = args
+        self.config, self.vocab_size, self.seq_len = config, vocab_size, seq_len
+        args = config
         directions = 2 if args.bidirectional else 1
-        self.embed = nn.Embedding(args.vocab_size, args.embed_dim)
+        self.embed = nn.Embedding(vocab_size, args.embed_dim)
         self.encoder = nn.LSTM(
             args.embed_dim, args.hidden, args.layers, batch_first=True,
             dropout=args.dropout if args.layers > 1 else 0.0, bidirectional=args.bidirectional,
@@ -46,19 +30,28 @@ class GLSRVAE(nn.Module):
         self.to_logvar = nn.Linear(directions * args.hidden, args.latent_dim)
         nn.init.constant_(self.to_logvar.bias, args.logvar_bias)
         # Decoder input at step t is [z * m_t, m_t] with m_0 = 1 and m_t = 0 after (paper, Eq. 10).
-        step_features = args.seq_len if args.step_inputs else 0
+        step_features = seq_len if args.step_inputs else 0
         self.decoder = nn.LSTM(
             args.latent_dim + 1 + step_features, args.hidden, args.layers, batch_first=True,
             dropout=args.dropout if args.layers > 1 else 0.0,
         )
-        self.to_logits = nn.Linear(args.hidden, args.vocab_size)
+        self.to_logits = nn.Linear(args.hidden, vocab_size)
         for lstm in (self.encoder, self.decoder):
             add_forget_bias(lstm, args.forget_bias)
+
+    def shape(self) -> dict:
+        """What rebuilds this model (a checkpoint's ``model_args``)."""
+        return {"vocab_size": self.vocab_size, "seq_len": self.seq_len, **asdict(self.config)}
+
+    @classmethod
+    def of_shape(cls, shape: dict) -> GLSRVAE:
+        rest = {k: v for k, v in shape.items() if k not in ("vocab_size", "seq_len")}
+        return cls(ModelConfig(**rest), shape["vocab_size"], shape["seq_len"])
 
     def encode(self, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """tokens (B, L) int64 -> mu (B, d), logvar (B, d)."""
         _, (h_n, _) = self.encoder(self.embed(tokens))  # h_n (layers * dirs, B, H)
-        directions = 2 if self.args.bidirectional else 1
+        directions = 2 if self.config.bidirectional else 1
         last = h_n[-directions:].transpose(0, 1).reshape(tokens.shape[0], -1)  # (B, dirs * H)
         return self.to_mu(last), self.to_logvar(last)
 
@@ -71,8 +64,8 @@ class GLSRVAE(nn.Module):
         know where the beats fall. Each step's distribution still depends on z only, so the
         attribute expectations stay exact.
         """
-        batch, length = z.shape[0], self.args.seq_len
-        if self.args.z_every_step:
+        batch, length = z.shape[0], self.seq_len
+        if self.config.z_every_step:
             mask = z.new_zeros(batch, length, 1)
             mask[:, 0] = 1.0
             inputs = torch.cat([z.unsqueeze(1).expand(batch, length, z.shape[1]), mask], dim=2)
@@ -80,7 +73,7 @@ class GLSRVAE(nn.Module):
             first = torch.cat([z, z.new_ones(batch, 1)], dim=1).unsqueeze(1)  # (B, 1, d + 1)
             rest = z.new_zeros(batch, length - 1, z.shape[1] + 1)
             inputs = torch.cat([first, rest], dim=1)
-        if not self.args.step_inputs:
+        if not self.config.step_inputs:
             return inputs
         steps = torch.eye(length, dtype=z.dtype, device=z.device)  # (L, L)
         return torch.cat([inputs, steps.unsqueeze(0).expand(batch, length, length)], dim=2)

@@ -6,11 +6,12 @@ pieces (``PhraseKeeper``, the at-rest rule):
 
 * ``rest_exact``: share of phrases played back note for note with every knob at its centre;
 * ``kept_at``: share of the phrase's notes (step and pitch) still played with the notes knob
-  one spread down and up, and ``moved_share``: share of (phrase, end) pairs whose note count
-  moved in the knob's direction;
+  one spread down and up; ``kept_of_keepable`` the same over the notes that could stay (the
+  fewer of the phrase's and the variation's counts); ``moved_share``: share of (phrase, end)
+  pairs whose note count moved in the knob's direction;
 * ``along``: Spearman of each attribute along its axis (25 points over -3..3 spreads, the
   centre being the phrase itself), mean over phrases;
-* ``value_notes``: share of phrases for which the value knob finds exactly 6, 9, 12 notes.
+* ``value_notes``: share of phrases for which the value knob plays exactly 6, 9, 12 notes.
 """
 
 from __future__ import annotations
@@ -62,7 +63,10 @@ def phrase_report(model: Model, tokens: np.ndarray, fidelity: float) -> dict:
     report = {"rest_exact": bool(np.array_equal(plays(editor, mu, {}), tokens))}
     for spreads in (-1.0, 1.0):
         moved = plays(editor, mu, {"notes": spreads})
-        report[f"kept_{spreads:+.0f}"] = len(own & onsets(moved)) / len(own)
+        kept = len(own & onsets(moved))
+        report[f"kept_{spreads:+.0f}"] = kept / len(own)
+        # of the notes that could stay: a knob that removes notes cannot keep them all
+        report[f"keepable_{spreads:+.0f}"] = kept / max(1, min(len(own), len(onsets(moved))))
         report[f"moved_{spreads:+.0f}"] = bool((len(onsets(moved)) - len(own)) * spreads > 0)
     for name in info.axes:
         swept = np.stack([plays(editor, mu, {name: float(o)}) for o in SWEEP])
@@ -70,8 +74,9 @@ def phrase_report(model: Model, tokens: np.ndarray, fidelity: float) -> dict:
     if "notes" in info.axes:
         for count in (6, 9, 12):
             keeper = PhraseKeeper(model, tokens, fidelity, ("notes",))
-            z, landed = resolve_targets(keeper, info, mu, {"notes": float(count)})
-            report[f"value_{count}"] = bool(landed["notes"].reached)
+            z, _ = resolve_targets(keeper, info, mu, {"notes": float(count)})
+            played = keeper.exactly(count).decode_tokens(z[None])[0]
+            report[f"value_{count}"] = len(onsets(played)) == count
     return report
 
 
@@ -81,6 +86,7 @@ def summarise(reports: list[dict], names: list[str]) -> dict:
 
     summary = {"phrases": len(reports), "rest_exact": share("rest_exact"),
                "kept_at": {"-1": share("kept_-1"), "+1": share("kept_+1")},
+               "kept_of_keepable": {"-1": share("keepable_-1"), "+1": share("keepable_+1")},
                "moved_share": round(float(np.mean([r[k] for r in reports
                                                    for k in ("moved_-1", "moved_+1")])), 3),
                "along": {name: round(float(mean_row_spearman(

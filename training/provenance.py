@@ -48,20 +48,25 @@ def device_name(device: torch.device) -> str:
 
 
 def provenance(config: Config, config_file: Path | None, dataset: Dataset,
-               device: torch.device, init: Path | None, init_checkpoint: dict | None) -> dict:
-    """What model.json records of the run. ``init_chain`` lists every run this one builds on."""
+               device: torch.device, init: Path | None, init_checkpoint: dict | None,
+               stage: str = "", world: int = 1) -> dict:
+    """What model.json records of the run. ``init_chain`` lists every run this one builds on
+    (a staged recipe's earlier stages, nearest first)."""
     chain = []
     if init is not None:
         earlier = (init_checkpoint or {}).get("provenance", {})
         chain = [{"checkpoint": str(init), "config_file": earlier.get("config_file"),
-                  "config_hash": earlier.get("config_hash"), "commit": earlier.get("commit")},
+                  "stage": earlier.get("stage", ""), "config_hash": earlier.get("config_hash"),
+                  "commit": earlier.get("commit")},
                  *earlier.get("init_chain", [])]
     return {
         "config_file": str(config_file) if config_file else None,
         "config_file_sha1": file_sha1(config_file) if config_file else None,
+        "stage": stage,
         "config_hash": config.digest(),
         "commit": commit(),
         "device": device_name(device),
+        "processes": world,
         "torch": str(torch.__version__),  # a TorchVersion object would not load weights_only
         "data_fingerprint": data_fingerprint(dataset),
         "split_method": SPLIT_METHOD,

@@ -1,0 +1,168 @@
+"""Data-parallel training: one process per core (or GPU), gradients averaged every step.
+
+``glsr-train`` on a CPU starts one rank per core itself, the way torchrun does (env://
+rendezvous on this machine: WORLD_SIZE, RANK, MASTER_ADDR, MASTER_PORT), so a plain command
+uses both cores of a laptop; under torchrun it is one of the ranks torchrun started.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+from dataclasses import dataclass, field
+
+import torch
+import torch.distributed as dist
+
+from .config import ConfigError
+
+
+@dataclass
+class Runtime:
+    rank: int = 0
+    world: int = 1
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+
+def choose_device(name: str, local_rank: int) -> torch.device:
+    if name == "cuda" or (name == "auto" and torch.cuda.is_available()):
+        if not torch.cuda.is_available():
+            raise ConfigError("--device cuda asked for, but torch sees no CUDA device")
+        return torch.device("cuda", local_rank % torch.cuda.device_count())
+    return torch.device("cpu")
+
+
+def setup_runtime(device_name: str) -> Runtime:
+    """Single process, or one rank of a data-parallel job (gloo on CPU, nccl on CUDA)."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    device = choose_device(device_name, local_rank)
+    if world == 1:
+        return Runtime(0, 1, device)
+    if not dist.is_initialized():  # a staged recipe sets up once for all its stages
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    else:
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // world))
+    return Runtime(dist.get_rank(), world, device)
+
+
+def all_reduce_gradients(model: torch.nn.Module, runtime: Runtime) -> None:
+    """Average gradients over ranks: one flat all-reduce (works with double backward)."""
+    if runtime.world == 1:
+        return
+    grads = [p.grad for p in model.parameters() if p.grad is not None]
+    flat = torch.cat([g.reshape(-1) for g in grads])
+    dist.all_reduce(flat)
+    flat /= runtime.world
+    offset = 0
+    for grad in grads:
+        grad.copy_(flat[offset: offset + grad.numel()].view_as(grad))
+        offset += grad.numel()
+
+
+def broadcast_weights(model: torch.nn.Module, runtime: Runtime) -> None:
+    """Every rank starts from rank 0's weights."""
+    if runtime.world > 1:
+        for tensor in model.state_dict().values():
+            dist.broadcast(tensor, 0)
+
+
+def broadcast_flag(flag: bool, runtime: Runtime) -> bool:
+    """Rank 0's ``flag`` on every rank."""
+    if runtime.world == 1:
+        return flag
+    tensor = torch.tensor([int(flag)], device=runtime.device)  # nccl: device tensors
+    dist.broadcast(tensor, 0)
+    return bool(tensor.item())
+
+
+def barrier(runtime: Runtime) -> None:
+    if runtime.world > 1:
+        dist.barrier()
+
+
+def rank_divergence(model: torch.nn.Module, runtime: Runtime) -> float:
+    """Max |difference| of any parameter between this rank and rank 0 (0.0 single-process).
+
+    Ranks see different rows of each batch; only averaged gradients keep them equal, so a
+    non-zero value means the all-reduce failed.
+    """
+    if runtime.world == 1:
+        return 0.0
+    flat = torch.cat([p.detach().reshape(-1) for p in model.parameters()])
+    reference = flat.clone()
+    dist.broadcast(reference, 0)
+    gap = (flat - reference).abs().max().reshape(1)
+    dist.all_reduce(gap, op=dist.ReduceOp.MAX)
+    return float(gap.item())
+
+
+# ---------------------------------------------------------------- one rank per core
+
+
+def default_processes(device_name: str) -> int:
+    """Ranks a plain command starts: one per core on a CPU; one (or torchrun's) on a GPU."""
+    if "WORLD_SIZE" in os.environ:
+        return 1  # started by torchrun (or by us): this process is one rank
+    if device_name == "cuda" or (device_name == "auto" and torch.cuda.is_available()):
+        return 1
+    return max(1, len(os.sched_getaffinity(0)))
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def launch(module: str, argv: list[str], processes: int) -> int:
+    """Run ``python -m module argv`` as ``processes`` ranks on this machine; the first
+    non-zero exit code (the others are stopped then), else 0. SIGINT and SIGTERM reach every
+    rank, so each saves its checkpoint."""
+    port = free_port()
+    ranks = []
+    for rank in range(processes):
+        env = {**os.environ, "WORLD_SIZE": str(processes), "RANK": str(rank),
+               "LOCAL_RANK": str(rank), "LOCAL_WORLD_SIZE": str(processes),
+               "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port), "OMP_NUM_THREADS": "1"}
+        # a session of their own: a terminal's Ctrl-C reaches them once, through us
+        ranks.append(subprocess.Popen([sys.executable, "-m", module, *argv], env=env,
+                                      start_new_session=True))
+
+    def forward(signum, frame) -> None:
+        for process in ranks:
+            if process.poll() is None:
+                process.send_signal(signum)
+
+    previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        return wait_all(ranks)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def wait_all(ranks: list[subprocess.Popen]) -> int:
+    """Wait for every rank; once one fails, stop the rest (they would wait on it forever)."""
+    code = 0
+    while any(process.poll() is None for process in ranks):
+        for process in ranks:
+            try:
+                returned = process.wait(timeout=0.5)
+            except subprocess.TimeoutExpired:
+                continue
+            if returned != 0 and code == 0:
+                code = returned
+                for other in ranks:
+                    if other.poll() is None:
+                        other.terminate()
+    return code or next((p.returncode for p in ranks if p.returncode), 0)
