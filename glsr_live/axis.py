@@ -14,6 +14,7 @@ import numpy as np
 
 from .attributes import compute
 from .model import ModelInfo
+from .units import PITCH_VALUED
 
 SEARCH_SPREADS = 6.0  # how far along an axis a value target is looked for, in spreads (val:
 # 3.5 met 3-8 notes for >= 90 % of phrases, 5 met 1-9, 6 met 0-9 and 13 notes for 0.885)
@@ -24,7 +25,6 @@ HELD_BY_MORPH = ("register", "notes")  # what the morph knob keeps as it was, in
 HOLD_LOOK = (0.125, 0.25, 0.375, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0)  # spreads: the first look
 #   goes out from the code, finer near it (the phrase keeper makes the axis step near it)
 HOLD_ROUNDS = 3  # bisection rounds inside the step of the look that crossed the value
-NOTE_NAMES = ("C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B")
 
 
 @dataclass(frozen=True)
@@ -85,46 +85,6 @@ def reach(table: AxisTable, target: float) -> Reach:
     return Reach(float(table.offsets[index]), float(values[index]), bool(hit.any()))
 
 
-def note_name(pitch: float) -> str:
-    """MIDI pitch -> 'G4' (C4 = 60), rounded to the nearest semitone."""
-    if not np.isfinite(pitch):
-        return "-"
-    number = int(round(pitch))
-    return f"{NOTE_NAMES[number % 12]}{number // 12 - 1}"
-
-
-def parse_note_name(text: str) -> int:
-    """'C4' -> 60, 'F#5' -> 78, 'Bb3' -> 58; ValueError for anything else."""
-    text = text.strip()
-    letter, rest = text[:1].upper(), text[1:]
-    if letter not in "CDEFGAB" or not letter:
-        raise ValueError(f"not a note name: {text!r}")
-    pitch_class = NOTE_NAMES.index(letter)
-    if rest[:1] in ("#", "b"):
-        pitch_class += 1 if rest[0] == "#" else -1
-        rest = rest[1:]
-    try:
-        octave = int(rest)
-    except ValueError:
-        raise ValueError(f"not a note name: {text!r}") from None
-    return (octave + 1) * 12 + pitch_class
-
-
-def format_value(name: str, value: float) -> str:
-    """An attribute value in its unit: notes as a count, register as a note name, range in
-    semitones."""
-    if not np.isfinite(value):
-        return "-"
-    if name == "register":
-        return note_name(value)
-    if name == "notes":
-        return f"{value:.0f}"
-    if name == "range":
-        return f"{value:.0f} st"  # semitones from the lowest note to the highest
-    return f"{value:.2f}"
-
-
-PITCH_VALUED = {"register", "highest", "lowest"}  # attributes measured in MIDI pitch
 
 
 def values_of(model, info: ModelInfo, z: np.ndarray, names) -> dict[str, float]:
@@ -240,6 +200,17 @@ def resolve_targets(model, info: ModelInfo, z: np.ndarray, targets: dict[str, fl
         z = z.copy()
         z[table.dim] += landed.offset * float(info.latent.std[table.dim]) * scale
     return z, reaches
+
+
+def landed_as_played(reaches: dict[str, Reach], tokens: np.ndarray, info: ModelInfo,
+                     targets: dict[str, float]) -> dict[str, Reach]:
+    """``reaches`` with the notes target's value read off what plays: a phrase keeper decodes
+    the wanted count exactly where the axis's own decode skips it."""
+    if "notes" not in reaches or "notes" not in targets:
+        return reaches
+    played = attributes_of(tokens, info, ["notes"])["notes"]
+    reached = played == round(targets["notes"])
+    return {**reaches, "notes": Reach(reaches["notes"].offset, played, reached)}
 
 
 class TableCache:

@@ -87,7 +87,8 @@ def build_parser() -> argparse.ArgumentParser:
                              "again and compare with what it played")
     render.add_argument("-o", "--output", type=Path, required=True, help="MIDI file to write")
     add_model(render)
-    render.add_argument("--knob", action="append", default=[], metavar="NAME=VALUE")
+    render.add_argument("--knob", action="append", default=[], metavar="NAME=VALUE",
+                        help="an axis in spreads (notes=1.5), or prior=0..1")
     render.add_argument("--sweep", action="append", default=[], metavar="NAME=FROM:TO:STEPS")
     render.add_argument("--target", action="append", default=[], metavar="NAME=VALUE",
                         help="an attribute value in its unit (notes=6, register=G4), found "
@@ -155,9 +156,9 @@ def cmd_render(args: argparse.Namespace) -> int:
         return cmd_replay(args)
     if args.input is None:
         raise ValueError("render needs a MIDI file (or --replay SESSION.mid)")
-    from .axis import format_value
     from .model import Model
     from .render import parse_knob_setting, parse_sweep, parse_target, render
+    from .units import format_value
 
     knobs = [parse_knob_setting(k) for k in args.knob]
     targets = [parse_target(t) for t in args.target]
@@ -173,7 +174,8 @@ def cmd_render(args: argparse.Namespace) -> int:
                      quantise=args.quantise)
     for index, item in enumerate(summary):
         label = "input" if index == 0 else ", ".join(
-            f"{k}={v:+.2f}" for k, v in item["offsets"].items()) or "the phrase (knobs at rest)"
+            f"{k}={v:+.2f}" for k, v in item["offsets"].items()) or (
+            "the phrase's code" if item.get("targets") else "the phrase (knobs at rest)")
         if "kept" in item:
             label += f" ({item['kept'][0]} of the phrase's {item['kept'][1]} notes kept)"
         for name, landed in item.get("targets", {}).items():

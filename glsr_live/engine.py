@@ -19,23 +19,22 @@ import numpy as np
 from .attributes import compute
 from .axis import (
     HELD_BY_MORPH,
-    PITCH_VALUED,
     Reach,
     TableCache,
-    attributes_of,
     axis_table,
-    hold_values,
-    resolve_targets,
+    landed_as_played,
     search_key,
     search_offsets,
-    values_of,
 )
 from .capture import Capture, Phrase
 from .clock import InternalClock, MidiClock
-from .knobs import BUTTONS, Knob, KnobState, Preset
-from .model import ModelInfo, PhraseKeeper, morph_latent, offset_latent
+from .compose import Setting, Source, base_code, compose
+from .knob_state import KnobState
+from .knobs import BUTTONS, Knob, Preset
+from .model import ModelInfo, PhraseKeeper
 from .player import Player, Variation, all_notes_off
 from .tokens import Vocabulary, fit_notes, notes_to_tokens, tokens_to_notes, unfold_notes
+from .units import PITCH_VALUED
 
 CLOCK_MESSAGES = {"clock", "start", "stop", "continue", "songpos"}
 DEFAULT_FIDELITY = 8.0  # the largest stay bonus (nats) on the phrase's notes, no knob set
@@ -240,14 +239,19 @@ class Engine:
 
     def offset_base(self, leave_out: str | None = None, morph: bool = True) -> np.ndarray:
         """(d,) the phrase (morphed towards slot B unless ``morph`` is False) moved by every
-        offset knob (but ``leave_out``), blended towards the prior sample; every later move
-        along an axis is scaled by 1 - blend."""
-        offsets = {k: v for k, v in self.knobs.offsets().items()
-                   if k != leave_out and k in self.info.axes}
-        source = self.morph_source() if morph else self.phrase_z
-        z = offset_latent(source, offsets, self.info)
-        blend = self.prior_blend()
-        return ((1.0 - blend) * z + blend * self.prior_z).astype(np.float32)
+        offset knob (but ``leave_out``), blended towards the prior sample (``compose``)."""
+        return base_code(self.composed_phrase(), self.setting(), self.info, leave_out, morph)
+
+    def setting(self) -> Setting:
+        """Where the knobs are, as ``compose`` takes them."""
+        return Setting({k: v for k, v in self.knobs.offsets().items() if k in self.info.axes},
+                       dict(self.knobs.targets()),
+                       (self.knobs.value_of("morph") or 0.0) if self.morphing() else 0.0,
+                       self.prior_blend())
+
+    def composed_phrase(self) -> Source:
+        return Source(self.phrase_z, self.phrase.tokens, self.slot_b, self.prior_z,
+                      self.pitch_shift())
 
     def fidelity(self) -> float:
         """The stay bonus on the phrase's onsets (the fidelity knob, else the default)."""
@@ -289,39 +293,16 @@ class Engine:
                         strict=True))
         return len(wanted & heard), len(wanted)
 
-    def unmorphed_values(self, names: list[str]) -> dict[str, float]:
-        """The attributes of what would play without the morph: the phrase itself when the
-        other knobs are at rest, else the decode."""
-        if not self.knobs.targets() and self.prior_blend() == 0 and not any(
-                v for k, v in self.knobs.offsets().items() if k in self.info.axes):
-            return attributes_of(self.phrase.tokens, self.info, names)
-        return values_of(self.editor, self.info, self.offset_base(morph=False), names)
-
     def morphing(self) -> bool:
         return self.slot_b is not None and (self.knobs.value_of("morph") or 0.0) > 0
 
-    def morph_source(self) -> np.ndarray:
-        """(d,) the phrase's code, morphed towards slot B's by the morph knob."""
-        if not self.morphing():
-            return self.phrase_z
-        return morph_latent(self.phrase_z, self.slot_b, self.knobs.value_of("morph"), self.info)
-
     def latent(self) -> np.ndarray | None:
-        """(d,) z of the phrase moved by the knobs, blended towards the prior sample; while
-        morphing, note count and register held at what the unmorphed phrase plays; value
-        knobs resolved along their axes (``self.reaches`` says where they landed)."""
+        """(d,) z of the phrase as the knobs set it (``compose``); ``self.last_reaches`` says
+        where the value knobs landed."""
         if self.phrase_z is None:
             return None
-        targets = {k: v for k, v in self.knobs.targets().items() if k in self.info.axes}
-        scale = 1.0 - self.prior_blend()
-        z = self.offset_base()
-        if self.morphing():
-            held = [name for name in HELD_BY_MORPH if name in self.info.axes
-                    and name not in targets]
-            values = self.unmorphed_values(held)
-            z = hold_values(self.editor, self.info, z, values, scale)
-        z, self.last_reaches = resolve_targets(self.editor, self.info, z, targets,
-                                               self.pitch_shift(), scale, self.tables)
+        z, self.last_reaches = compose(self.editor, self.composed_phrase(), self.setting(),
+                                       self.info, self.tables)
         return z
 
     def knob_state(self) -> dict[str, float]:
@@ -355,7 +336,12 @@ class Engine:
             z = self.latent()
             rng = np.random.default_rng((self.sample_seed, max(0, step or 0)))
             also = (moved,) if moved in self.info.axes else ()  # as its knob table would
-            tokens = self.editor_for(*also).decode_tokens(z[None], temperature, rng)[0]
+            targets = self.knobs.targets()
+            editor = self.editor_for(*also)
+            if "notes" in targets and isinstance(editor, PhraseKeeper):
+                editor = editor.exactly(targets["notes"])
+            tokens = editor.decode_tokens(z[None], temperature, rng)[0]
+            self.last_reaches = landed_as_played(self.last_reaches, tokens, self.info, targets)
         variation = Variation.from_tokens(tokens, self.info.vocab, -self.pitch_shift())
         groove = self.phrase.groove if self.phrase is not None else None
         return variation if groove is None else variation.with_feel(groove)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -207,6 +207,11 @@ class PhraseKeeper:
     tokens: np.ndarray  # (L,) the phrase, canonical, in the model's vocabulary
     fidelity: float  # the largest stay bonus tried (0: the plain decode)
     follow: tuple[str, ...] = ("notes",)  # attributes that land where the plain decode's do
+    count: int | None = None  # a notes value knob's target: decodes carry exactly this many
+
+    def exactly(self, count: float | None) -> PhraseKeeper:
+        """This keeper, its decodes carrying exactly ``count`` notes (None: the model's)."""
+        return replace(self, count=None if count is None else int(round(count)))
 
     @property
     def info(self) -> ModelInfo:
@@ -222,17 +227,25 @@ class PhraseKeeper:
                       rng: np.random.Generator | None = None) -> np.ndarray:
         log_p = self.decode(z)
         plain = logits_to_tokens(log_p, temperature, rng)
-        if temperature > 0 or self.fidelity <= 0 or not (self.tokens >= 2).any():
+        if temperature > 0:
+            return plain
+        if self.count is not None:
+            counted = self.with_count(log_p, 0.0, np.full(len(plain), self.count))
+            return self.edit(log_p, counted)
+        if self.fidelity <= 0 or not (self.tokens >= 2).any():
             return plain
         return self.edit(log_p, plain)
 
     def edit(self, log_p: np.ndarray, plain: np.ndarray) -> np.ndarray:
-        """(N, L): each row's steered decode (else its plain one), as the class says."""
+        """(N, L): each row's steered decode with ``plain``'s note count and followed
+        attributes (else ``plain`` itself), as the class says."""
         info = self.info
         wanted = {name: compute(name, plain, info.vocab, info.grid)
                   for name in ("notes", *self.follow) if name in info.axes or name == "notes"}
         done = np.zeros(len(plain), dtype=bool)
         best = plain.copy()
+        if not (self.tokens >= 2).any():
+            return best
         for bonus in (b for b in EDIT_BONUSES if b <= self.fidelity):
             candidate = self.with_count(log_p, bonus, wanted["notes"])
             fits = ~done

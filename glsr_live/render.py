@@ -8,21 +8,16 @@ from pathlib import Path
 import mido
 import numpy as np
 
-from .axis import (
-    HELD_BY_MORPH,
-    attributes_of,
-    hold_values,
-    parse_note_name,
-    resolve_targets,
-    values_of,
-)
+from .axis import landed_as_played
 from .capture import top_voice
+from .compose import Setting, Source, compose
 from .engine import DEFAULT_FIDELITY
 from .groove import Groove
 from .midifile import beat_notes_to_grid, open_midi, read_notes, write_played
-from .model import Model, ModelError, PhraseKeeper, morph_latent, offset_latent
+from .model import Model, ModelError, PhraseKeeper
 from .pianoroll import write_roll
 from .tokens import Note, fit_notes, notes_to_tokens, tokens_to_notes, unfold_notes
+from .units import parse_note_name
 
 
 class RenderError(ValueError):
@@ -122,11 +117,6 @@ def settings_list(knobs: list[tuple[str, float]], sweeps: list[Sweep]) -> list[d
     return out
 
 
-def at_rest(offsets: dict[str, float], targets, temperature: float) -> bool:
-    """No knob off its centre: the phrase itself plays, as live."""
-    return not any(offsets.values()) and not targets and temperature == 0
-
-
 def render(path: Path, out: Path, model: Model, knobs: list[tuple[str, float]],
            sweeps: list[Sweep], png: Path | None = None, bpm: float | None = None,
            temperature: float = 0.0, seed: int = 0,
@@ -156,9 +146,11 @@ def render(path: Path, out: Path, model: Model, knobs: list[tuple[str, float]],
         raise RenderError(f"the model has no regularised attribute {unknown[0]!r} "
                           f"(it has: {', '.join(info.axes) or 'none'})")
     rng = np.random.default_rng(seed)
+    source = Source(mu[0], tokens, destination,
+                    rng.standard_normal(info.latent_dim).astype(np.float32), 12 * shift)
     try:
-        decoded = [variation_tokens(editor, mu[0], destination, offsets, dict(targets),
-                                    shift, temperature, rng) for offsets in settings]
+        decoded = [variation_tokens(editor, source, offsets, dict(targets), temperature, rng)
+                   for offsets in settings]
     except ModelError as error:
         raise RenderError(str(error)) from None
     groove = phrase.groove.quantised() if quantise else phrase.groove
@@ -180,24 +172,24 @@ def render(path: Path, out: Path, model: Model, knobs: list[tuple[str, float]],
                                                        strict=True)]
 
 
-def variation_tokens(editor: PhraseKeeper, mu: np.ndarray, destination: np.ndarray | None,
-                     offsets: dict[str, float], targets: dict[str, float], shift: int,
-                     temperature: float, rng: np.random.Generator) -> tuple[np.ndarray, dict]:
-    """The tokens one setting plays and where its value targets landed."""
+def variation_tokens(editor: PhraseKeeper, source: Source, offsets: dict[str, float],
+                     targets: dict[str, float], temperature: float, rng: np.random.Generator
+                     ) -> tuple[np.ndarray, dict]:
+    """The tokens one setting plays and where its value targets landed (as live: the phrase
+    itself with every knob at its centre, else ``compose``'s code decoded)."""
     info = editor.info
-    moves = {k: v for k, v in offsets.items() if k != "morph"}
-    amount = float(np.clip(offsets.get("morph", 0.0), 0, 1)) if destination is not None else 0
-    if at_rest({**moves, "morph": amount}, targets, temperature):
+    setting = Setting({k: v for k, v in offsets.items() if k not in ("morph", "prior")},
+                      dict(targets),
+                      float(np.clip(offsets.get("morph", 0.0), 0, 1))
+                      if source.destination is not None else 0.0,
+                      float(np.clip(offsets.get("prior", 0.0), 0, 1)))
+    if not setting.moves_the_code() and temperature == 0:
         return editor.tokens, {}
-    z = offset_latent(mu, moves, info)
-    if amount > 0:  # as the live morph knob does: held at what plays without the morph
-        held = [n for n in HELD_BY_MORPH if n in info.axes and n not in targets]
-        values = (attributes_of(editor.tokens, info, held) if at_rest(moves, targets, temperature)
-                  else values_of(editor, info, z, held))
-        morphed = offset_latent(morph_latent(mu, destination, amount, info), moves, info)
-        z = hold_values(editor, info, morphed, values)
-    z, landed = resolve_targets(editor, info, z, targets, 12 * shift)
-    return editor.decode_tokens(z[None], temperature, rng)[0], landed
+    z, landed = compose(editor, source, setting, info)
+    if "notes" in targets:
+        editor = editor.exactly(targets["notes"])
+    tokens = editor.decode_tokens(z[None], temperature, rng)[0]
+    return tokens, landed_as_played(landed, tokens, info, targets)
 
 
 def played_notes(tokens: np.ndarray, info, shift: int, groove: Groove

@@ -6,8 +6,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .axis import format_value
 from .player import Variation
+from .units import format_value
 
 if TYPE_CHECKING:
     from .engine import Engine

@@ -19,10 +19,10 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-from .axis import note_name
 from .knobs import BUTTONS
 from .player import Variation
 from .status import engine_state, kept_reading, knob_reading
+from .units import note_name
 
 if TYPE_CHECKING:
     from .engine import Engine

@@ -3,7 +3,9 @@
 import numpy as np
 import torch
 from glsr_train.augment import note_indices, stretch_range, thin_notes
+from glsr_train.config import Config
 from glsr_train.dataset import DatasetSettings, build
+from glsr_train.glsr import RegularisedAttribute
 
 from glsr_live.attributes import compute
 from glsr_live.tokens import REST, Grid, Vocabulary, notes_to_tokens, tokens_to_notes
@@ -43,14 +45,26 @@ def test_thinned_windows_lose_whole_notes_and_stay_canonical():
 def test_thinned_rows_are_spread_over_the_batch_and_glsr_sees_both_kinds():
     """Regression: the first rows were thinned and GLSR took the first rows, so in a batch of
     128 with 32 GLSR rows and a quarter thinned, GLSR never saw a whole window."""
-    from glsr_train.train import glsr_rows
+    from glsr_train.objective import Losses, Setup, glsr_term
 
     torch.manual_seed(0)
-    windows, _ = chorale_windows(128)
+    windows, vocab = chorale_windows(128)
+    setup = Setup.of(Config(), [RegularisedAttribute("notes", 0, 1.0, 0.25)],
+                     torch.from_numpy(vocab.pitch_table()))
+    setup.glsr_rows, setup.axis_spread = 32, 0.0
+    seen = []
+
+    class Recording:  # the rows the GLSR term decodes: z is each row's index
+        def decode(self, z, twice_differentiable=False):
+            seen.append(z[:, 1].long())
+            return torch.zeros(len(z), 32, vocab.size) + 0 * z.sum(1)[:, None, None]
+
     shares = []
     for _ in range(50):
         _, mask = thin_notes(windows, 0.25)
-        shares.append(mask[glsr_rows(128, 32, windows.device)].float().mean().item())
+        z = torch.stack([torch.zeros(128), torch.arange(128.0)], 1).requires_grad_(True)
+        glsr_term(Recording(), z, setup, Losses(torch.zeros(())))
+        shares.append(mask[seen[-1]].float().mean().item())
     assert 0.15 < np.mean(shares) < 0.35  # about the thinned share, not 1.0
     assert min(shares) < 0.5 and max(shares) > 0.0
 
@@ -81,8 +95,8 @@ def test_stretched_windows_keep_rhythm_and_register_and_change_only_their_range(
 
 
 def test_stretching_leaves_thinned_rows_alone_and_both_are_altered():
-    from glsr_train.config import Config, from_dict
-    from glsr_train.train import altered_batch
+    from glsr_train.augment import augmented
+    from glsr_train.config import AugmentConfig, Ramp
 
     torch.manual_seed(0)
     windows, vocab = chorale_windows(128)
@@ -90,12 +104,12 @@ def test_stretching_leaves_thinned_rows_alone_and_both_are_altered():
     thinned, thin_mask = thin_notes(windows, 0.25)
     _, stretch_mask = stretch_range(thinned, 0.25, pitches, exclude=thin_mask)
     assert not (thin_mask & stretch_mask).any() and int(stretch_mask.sum()) > 24
-    config = from_dict({"schedule": {"thinning": 0.25, "stretching": 0.25}})
+    augment = AugmentConfig(Ramp(0.25), Ramp(0.25))
     torch.manual_seed(1)
-    altered, mask = altered_batch(windows, config, 0, pitches)
+    altered, mask = augmented(windows, augment, 0, pitches)
     assert 56 <= int(mask.sum()) <= 64
     assert torch.equal(altered[~mask], windows[~mask]) and (altered[mask] != windows[mask]).any()
-    untouched, none = altered_batch(windows, Config(), 0, pitches)
+    untouched, none = augmented(windows, AugmentConfig(), 0, pitches)
     assert torch.equal(untouched, windows) and not none.any()
 
 
@@ -111,9 +125,8 @@ class RecordingDecoder:
 
 
 def test_restoration_decodes_whole_windows_from_thinned_codes_moved_up_their_axes():
-    from glsr_train.config import Config
-    from glsr_train.glsr import RegularisedAttribute, calibrated_position, token_attributes
-    from glsr_train.train import restoration_loss
+    from glsr_train.additions import calibrated_position, restoration_loss, token_attributes
+    from glsr_train.glsr import RegularisedAttribute
 
     torch.manual_seed(0)
     windows, vocab = chorale_windows(64)
@@ -123,7 +136,7 @@ def test_restoration_decodes_whole_windows_from_thinned_codes_moved_up_their_axe
                   RegularisedAttribute("register", 1, 2.0, 0.5, centre=70.0)]
     z = torch.randn(64, 4)
     decoder = RecordingDecoder(vocab.size)
-    loss = restoration_loss(decoder, z, thinned, windows, attributes, pitches, Config())
+    loss = restoration_loss(decoder.decode, z, thinned, windows, attributes, pitches, 3.0)
     # uniform logits: the cross-entropy of the whole windows is L * log K
     assert torch.isclose(loss, torch.tensor(32 * np.log(vocab.size), dtype=loss.dtype))
     whole, sparse = (token_attributes(t, attributes, pitches) for t in (windows, thinned))
@@ -134,20 +147,28 @@ def test_restoration_decodes_whole_windows_from_thinned_codes_moved_up_their_axe
         assert torch.allclose(shift[:, attribute.dim], expected)
     assert torch.all(shift[:, 0] >= 0) and torch.any(shift[:, 0] > 1)  # notes come back
     assert torch.equal(shift[:, 2:], torch.zeros(64, 2))  # the other coordinates stay put
-    restoration_loss(decoder, z, windows, windows, attributes, pitches, Config())
+    restoration_loss(decoder.decode, z, windows, windows, attributes, pitches, 3.0)
     assert torch.equal(decoder.seen, z)  # nothing thinned, nothing moved
 
 
 def test_content_anchor_measures_only_the_coordinates_off_the_regularised_axes():
+    from glsr_train.additions import anchor_penalty
+    from glsr_train.config import ModelConfig
     from glsr_train.glsr import RegularisedAttribute
-    from glsr_train.model import GLSRVAE, ModelArgs
-    from glsr_train.train import content_anchor_penalty
+    from glsr_train.model import GLSRVAE
 
     torch.manual_seed(0)
     windows, vocab = chorale_windows(16)
-    model = GLSRVAE(ModelArgs(vocab_size=vocab.size, latent_dim=4, embed_dim=8, hidden=16))
+    model = GLSRVAE(ModelConfig(latent_dim=4, embed_dim=8, hidden=16, dropout=0.0), vocab.size,
+                    32)
     attributes = [RegularisedAttribute("notes", 0, 1.2, 0.3)]
     whole, _ = model.encode(windows)
+    with torch.no_grad():
+        fixed, _ = model.encode(windows)
+
+    def content_anchor_penalty(model, mu, windows, attributes):
+        return anchor_penalty(mu, fixed, attributes)
+
     tiny = 1e-10  # the encoder's no-grad pass may differ from the graph's in the last bits
     assert content_anchor_penalty(model, whole.detach(), windows, attributes) < tiny
     along_axis = whole.detach().clone()
@@ -163,8 +184,8 @@ def test_content_anchor_measures_only_the_coordinates_off_the_regularised_axes()
 
 
 def test_widest_stretch_sets_how_far_a_batch_is_narrowed_and_widened():
-    from glsr_train.config import from_dict
-    from glsr_train.train import altered_batch
+    from glsr_train.augment import augmented
+    from glsr_train.config import AugmentConfig, Ramp
 
     windows, vocab = chorale_windows(512)
     pitches = torch.from_numpy(vocab.pitch_table())
@@ -172,10 +193,9 @@ def test_widest_stretch_sets_how_far_a_batch_is_narrowed_and_widened():
     wide = before >= 9  # a factor k >= 1/2 leaves such a window at least 3.5 semitones wide
 
     def narrowest(widest: float) -> float:
-        config = from_dict({"schedule": {"stretching": 1.0},
-                            "train": {"widest_stretch": widest}})
         torch.manual_seed(0)
-        altered, mask = altered_batch(windows, config, 0, pitches)
+        altered, mask = augmented(windows, AugmentConfig(stretching=Ramp(1.0),
+                                                         widest_stretch=widest), 0, pitches)
         after = compute("range", altered.numpy(), vocab, Grid())
         return float(after[mask.numpy() & wide].min())
 

@@ -10,9 +10,6 @@ from test_engine import EIGHT_QUARTERS, STEP, play, run_until
 from glsr_live.axis import (
     AxisTable,
     axis_table,
-    format_value,
-    note_name,
-    parse_note_name,
     reach,
     search_offsets,
 )
@@ -20,6 +17,7 @@ from glsr_live.clock import InternalClock
 from glsr_live.engine import Engine
 from glsr_live.knobs import Knob, Options, Preset, PresetError, parse_preset
 from glsr_live.status import status_line
+from glsr_live.units import format_value, note_name, parse_note_name
 
 
 def table(values, offsets=(-2.0, -1.0, 0.0, 1.0, 2.0), name="notes") -> AxisTable:

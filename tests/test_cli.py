@@ -122,8 +122,11 @@ def test_render_target_finds_the_wanted_note_count_with_the_shipped_model(tmp_pa
         assert f"notes {wanted} → {wanted}: {wanted} notes" in done.stdout
         assert sum(1 for n in read_notes(out) if n.start >= 8) == wanted
     far = glsr_live("render", str(source), "-o", str(out), "--model", "bach-soprano",
-                    "--target", "notes=32")
-    assert far.returncode == 0 and "(out of reach)" in far.stdout
+                    "--target", "notes=31")  # past where the axis goes: counted exactly
+    assert far.returncode == 0 and "notes 31 → 31: 31 notes" in far.stdout
+    beyond = glsr_live("render", str(source), "-o", str(out), "--model", "bach-soprano",
+                       "--target", "notes=40")  # more than the 32 steps hold
+    assert beyond.returncode == 0 and "(out of reach)" in beyond.stdout
     morph = glsr_live("render", str(source), "-o", str(out), "--model", "bach-soprano",
                       "--morph", str(source), "--sweep", "morph=0:1:3")
     assert morph.returncode == 0 and "morph=+1.00" in morph.stdout

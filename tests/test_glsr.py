@@ -3,16 +3,15 @@
 import numpy as np
 import pytest
 import torch
+from glsr_train.additions import calibration_penalty, token_attributes
+from glsr_train.config import ModelConfig
 from glsr_train.glsr import (
     RegularisedAttribute,
     attribute_gradients,
-    calibration_penalty,
     finite_difference_gradients,
     glsr_penalty,
-    ordering_penalty,
-    token_attributes,
 )
-from glsr_train.model import GLSRVAE, ModelArgs, unrolled_lstm
+from glsr_train.model import GLSRVAE, unrolled_lstm
 
 from glsr_live.tokens import Vocabulary
 
@@ -23,8 +22,8 @@ ATTRIBUTES = [RegularisedAttribute("notes", 0, 1.3, 0.3),
 
 def small_model() -> GLSRVAE:
     torch.manual_seed(0)
-    return GLSRVAE(ModelArgs(vocab_size=VOCAB.size, latent_dim=4, embed_dim=8, hidden=16,
-                             forget_bias=1.0)).double().eval()
+    return GLSRVAE(ModelConfig(latent_dim=4, embed_dim=8, hidden=16, forget_bias=1.0,
+                               dropout=0.0), VOCAB.size, 32).double().eval()
 
 
 def expectation(model, z, attribute, pitches, temperature=1.0):
@@ -87,7 +86,7 @@ def test_each_attribute_takes_its_expectation_at_its_own_sharpness():
 def test_glsr_term_measures_the_secant_slope_over_the_configured_difference_step():
     """[glsr] difference_step = h: the slope is (g(z + h) - g(z - h)) / 2h, not the local one."""
     from glsr_train.config import Config
-    from glsr_train.train import glsr_term
+    from glsr_train.objective import Losses, Setup, glsr_term
 
     model, pitches = small_model(), torch.from_numpy(VOCAB.pitch_table())
     z = torch.randn(8, 4, dtype=torch.float64)
@@ -96,10 +95,11 @@ def test_glsr_term_measures_the_secant_slope_over_the_configured_difference_step
     config.glsr.gradient, config.glsr.axis_spread, config.glsr.batch = "finite_difference", 0, 8
     slopes = {}
     for step in (1e-2, 3.0):
-        config.glsr.difference_step, parts = step, {}
+        config.glsr.difference_step = step
+        losses = Losses(torch.zeros(()))
         with torch.no_grad():
-            glsr_term(model, z, attribute, config, pitches, parts)
-        slopes[step] = parts["slope_notes"]
+            glsr_term(model, z, Setup.of(config, attribute, pitches), losses)
+        slopes[step] = losses.logged()["slope_notes"]
     offset = torch.zeros_like(z)
     offset[:, 0] = 3.0
     with torch.no_grad():
@@ -107,56 +107,6 @@ def test_glsr_term_measures_the_secant_slope_over_the_configured_difference_step
                   - expectation(model, z - offset, attribute[0], pitches)) / 6.0
     assert slopes[3.0] == pytest.approx(secant.mean().item(), rel=1e-9)
     assert slopes[1e-2] != pytest.approx(slopes[3.0], rel=0.1)  # the step was used
-
-
-def test_an_attributes_own_difference_step_overrides_the_glsr_one():
-    """[glsr.attributes] difference_step: that attribute's secant is over its own h; the rest
-    keep [glsr]'s."""
-    from glsr_train.config import AttributeConfig, Config
-    from glsr_train.train import glsr_term
-
-    model, pitches = small_model(), torch.from_numpy(VOCAB.pitch_table())
-    z = torch.randn(8, 4, dtype=torch.float64)
-    config = Config()
-    config.glsr.gradient, config.glsr.axis_spread, config.glsr.batch = "finite_difference", 0, 8
-    config.glsr.difference_step = 1e-2
-    config.glsr.attributes = [AttributeConfig("notes", 0),
-                              AttributeConfig("register", 2, difference_step=3.0)]
-    parts: dict = {}
-    with torch.no_grad():
-        glsr_term(model, z, ATTRIBUTES, config, pitches, parts)
-    for attribute, h in zip(ATTRIBUTES, (1e-2, 3.0), strict=True):
-        offset = torch.zeros_like(z)
-        offset[:, attribute.dim] = h
-        with torch.no_grad():
-            secant = (expectation(model, z + offset, attribute, pitches)
-                      - expectation(model, z - offset, attribute, pitches)) / (2 * h)
-        assert parts[f"slope_{attribute.name}"] == pytest.approx(secant.mean().item(), rel=1e-9)
-
-
-def test_straight_through_slopes_are_the_argmax_decodes_with_the_expectations_gradient():
-    """straight_through: the secant's value is that of the played (argmax) attribute; its
-    gradient w.r.t. the decoder is the expected attribute's secant's."""
-    model, pitches = small_model(), torch.from_numpy(VOCAB.pitch_table())
-    z = torch.randn(8, 4, dtype=torch.float64)
-    h = 1.5
-    played = finite_difference_gradients(model.decode, z, ATTRIBUTES, pitches, step=h,
-                                         straight_through=[False, True])
-    expected = finite_difference_gradients(model.decode, z, ATTRIBUTES, pitches, step=h)
-    offset = torch.zeros_like(z)
-    offset[:, ATTRIBUTES[1].dim] = h
-    with torch.no_grad():
-        ends = [model.decode(z + offset).argmax(-1), model.decode(z - offset).argmax(-1)]
-    hand = (token_attributes(ends[0], ATTRIBUTES, pitches)[:, 1]
-            - token_attributes(ends[1], ATTRIBUTES, pitches)[:, 1]) / (2 * h)
-    assert torch.allclose(played[:, 1], torch.nan_to_num(hand).double(), atol=1e-6)
-    assert not torch.allclose(played[:, 1], expected[:, 1], atol=1e-3)  # not the expectation
-    assert torch.equal(played[:, 0], expected[:, 0])  # the other attribute is untouched
-    weights = list(model.parameters())
-    grad_played = torch.autograd.grad(played[:, 1].sum(), weights, allow_unused=True)
-    grad_expected = torch.autograd.grad(expected[:, 1].sum(), weights, allow_unused=True)
-    for a, b in zip(grad_played, grad_expected, strict=True):
-        assert (a is None and b is None) or torch.allclose(a, b)
 
 
 def test_penalty_trains_the_slope_towards_its_prior_on_the_unrolled_decoder():
@@ -185,13 +135,6 @@ def test_unrolled_lstm_equals_torch_lstm():
     assert torch.allclose(unrolled_lstm(model.decoder, inputs), expected, atol=1e-12)
 
 
-def test_ordering_term_rewards_a_latent_ordered_like_its_attribute():
-    attribute = torch.tensor([1.0, 4.0, 2.0, 7.0, 5.0])
-    ordered = ordering_penalty(attribute / 2, attribute)
-    reversed_ = ordering_penalty(-attribute / 2, attribute)
-    assert ordered < 0.25 < 1.5 < reversed_
-
-
 def test_calibration_puts_the_latent_where_the_axis_slope_says():
     notes = RegularisedAttribute("notes", 0, mu=1.5, sigma=0.4, centre=7.0)
     attribute = torch.tensor([4.0, 7.0, 8.5, 11.5])
@@ -212,7 +155,7 @@ def test_an_attributes_own_calibration_scale_weighs_its_calibration_alone():
     """[glsr.attributes] calibration_scale = k: that axis's calibration term is k times what
     it would be; the other axes keep [glsr]'s scale."""
     from glsr_train.config import AttributeConfig, Config
-    from glsr_train.train import encoder_terms
+    from glsr_train.objective import Setup, calibration_term
 
     pitches = torch.from_numpy(VOCAB.pitch_table())
     tokens = torch.randint(0, VOCAB.size, (16, 32))
@@ -220,15 +163,14 @@ def test_an_attributes_own_calibration_scale_weighs_its_calibration_alone():
     attributes = [RegularisedAttribute("notes", 0, 1.3, 0.3, centre=8.0),
                   RegularisedAttribute("register", 2, 3.0, 0.7, centre=69.0)]
     config = Config()
-    config.schedule["calibration"].value = 2.0
     values = token_attributes(tokens, attributes, pitches)
     each = [calibration_penalty(mu[:, a.dim], values[:, i], a, config.glsr.prior_range / 2)
             for i, a in enumerate(attributes)]
     for scales in ((None, None), (None, 5.0), (0.5, None)):
         config.glsr.attributes = [AttributeConfig(a.name, a.dim, calibration_scale=s)
                                   for a, s in zip(attributes, scales, strict=True)]
-        total = encoder_terms(mu, tokens, attributes, pitches, config, 0, {})
-        expected = 2.0 * sum((s or 1.0) * p for s, p in zip(scales, each, strict=True))
+        total = calibration_term(mu, tokens, Setup.of(config, attributes, pitches))
+        expected = sum((s or 1.0) * p for s, p in zip(scales, each, strict=True))
         assert torch.isclose(total, expected), scales
 
 
@@ -265,7 +207,7 @@ def test_torch_and_numpy_attributes_agree_silence_included():
     assert np.isnan(values[40, 1]) and values[41, 1] == VOCAB.pitch_table()[9]
 
 
-def test_calibration_and_ordering_ignore_windows_without_a_register():
+def test_calibration_ignores_windows_without_a_register():
     register = RegularisedAttribute("register", 1, 2.0, 0.5, centre=70.0)
     latent = torch.tensor([0.0, 1.0, -5.0], requires_grad=True)
     values = torch.tensor([70.0, 72.0, float("nan")])  # the third window is silent
@@ -273,7 +215,6 @@ def test_calibration_and_ordering_ignore_windows_without_a_register():
     assert torch.isclose(penalty, torch.tensor(0.0))  # the silent one is not pulled to -3
     (grad,) = torch.autograd.grad(penalty, latent)
     assert grad[2] == 0 and torch.isfinite(grad).all()
-    assert torch.isfinite(ordering_penalty(latent, values))
 
 
 def test_expected_range_is_the_mean_range_of_sampled_phrases():
@@ -302,8 +243,8 @@ def test_the_decoder_sees_z_at_the_first_step_or_at_every_step():
     z = torch.randn(3, 4, dtype=torch.float64)
     for every_step in (False, True):
         torch.manual_seed(0)
-        model = GLSRVAE(ModelArgs(vocab_size=VOCAB.size, latent_dim=4, embed_dim=8, hidden=16,
-                                  z_every_step=every_step)).double().eval()
+        model = GLSRVAE(ModelConfig(latent_dim=4, embed_dim=8, hidden=16,
+                                    z_every_step=every_step), VOCAB.size, 32).double().eval()
         inputs = model.decoder_inputs(z)  # (B, L, d + 1)
         assert torch.equal(inputs[:, 0], torch.cat([z, torch.ones(3, 1, dtype=z.dtype)], 1))
         later = inputs[:, 1:, :4]
@@ -317,8 +258,8 @@ def test_step_inputs_append_a_one_hot_of_each_step_to_the_decoder_input():
     z stay as before), and the unrolled LSTM still decodes exactly what torch's does."""
     z = torch.randn(3, 4, dtype=torch.float64)
     torch.manual_seed(0)
-    model = GLSRVAE(ModelArgs(vocab_size=VOCAB.size, seq_len=8, latent_dim=4, embed_dim=8,
-                              hidden=16, z_every_step=True, step_inputs=True)).double().eval()
+    model = GLSRVAE(ModelConfig(latent_dim=4, embed_dim=8, hidden=16, z_every_step=True,
+                                step_inputs=True), VOCAB.size, 8).double().eval()
     inputs = model.decoder_inputs(z)  # (B, L, d + 1 + L)
     assert inputs.shape == (3, 8, 4 + 1 + 8)
     assert torch.equal(inputs[:, :, :4], z[:, None].expand(3, 8, 4))

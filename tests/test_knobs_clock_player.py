@@ -4,9 +4,9 @@ import mido
 import pytest
 
 from glsr_live.clock import InternalClock, MidiClock
+from glsr_live.knob_state import KnobState
 from glsr_live.knobs import (
     Knob,
-    KnobState,
     Options,
     Preset,
     PresetError,

@@ -123,3 +123,35 @@ def test_an_edit_moves_the_note_count_as_the_model_does_and_keeps_the_phrases_no
         assert len(edited & phrase_onsets) >= len(plain & phrase_onsets)
         gained += len(edited & phrase_onsets) - len(plain & phrase_onsets)
     assert gained >= 8  # on this hook: 3 / 5 / 7 / 9 kept against 1 / 2 / 3 / 4
+
+
+def captured_hook(engine: Engine, step: float) -> float:
+    """Play HOOK into ``engine`` and run it through the phrase's first loop; the time now."""
+    for (onset, length, pitch, velocity), late in zip(HOOK, OFFSETS, strict=True):
+        engine.handle(mido.Message("note_on", note=pitch, velocity=velocity),
+                      (onset + late) * step)
+        engine.handle(mido.Message("note_off", note=pitch), (onset + length) * step - 0.01)
+    now = 0.0
+    while now < 63.5 * step:
+        engine.tick(now)
+        now += 0.0005
+    return now
+
+
+def test_the_notes_value_knob_plays_exactly_the_count_asked_for():
+    """A value knob for notes (6 .. 12 here) plays that many notes, live, even where the
+    model's own axis skips the count; the view's reach says so."""
+    model = Model(MELODY)
+    knob = Knob(21, "notes", min=6.0, max=12.0, mode="value")
+    engine = Engine(model, Preset(Options(soft_takeover=False), (knob,)), InternalClock(120.0),
+                    np.random.default_rng(0))
+    step = 0.125
+    now = captured_hook(engine, step)
+    for value in range(0, 128, 8):
+        engine.handle(mido.Message("control_change", control=21, value=value), now)
+        for _ in range(160):  # past the step that plays the move
+            now += 0.002
+            engine.tick(now)
+        wanted = round(knob.value(value))
+        assert int((engine.variation.tokens >= 2).sum()) == wanted, value
+        assert engine.last_reaches["notes"].reached and engine.last_reaches["notes"].value == wanted

@@ -28,8 +28,9 @@ GLSR_TRAIN = [sys.executable, "-m", "glsr_train.train"]  # not whichever glsr-tr
 
 
 def train(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
-    return subprocess.run([*GLSR_TRAIN, *args], capture_output=True, text=True, env=ENV,
-                          timeout=timeout)
+    """One process (as before every core became the default): the runs stay comparable."""
+    return subprocess.run([*GLSR_TRAIN, *args, "--processes", "1"], capture_output=True,
+                          text=True, env=ENV, timeout=timeout)
 
 
 def test_model_json_records_where_the_model_came_from(tiny_model_dir):
@@ -67,8 +68,8 @@ def test_tiny_run_logs_every_term_of_its_objective(tiny_model_dir):
     records = [json.loads(line) for line in
                (tiny_model_dir.parent / "run" / "metrics.jsonl").read_text().splitlines()]
     last = records[-1]
-    for part in ("train_nll", "train_kl", "train_glsr_notes", "train_align", "train_calib",
-                 "train_restore", "train_anchor"):
+    for part in ("train_nll", "train_kl", "train_glsr_notes", "train_calib", "train_restore",
+                 "train_anchor"):
         assert math.isfinite(last[part]), part
     assert last["train_calib"] > 0 and last["train_restore"] > 0 and last["train_anchor"] > 0
 
@@ -76,7 +77,7 @@ def test_tiny_run_logs_every_term_of_its_objective(tiny_model_dir):
 def test_sigkill_mid_epoch_then_resume_continues_from_the_last_checkpoint(tmp_path):
     run = tmp_path / "run"
     command = [*GLSR_TRAIN, "--config", str(TINY), "--out", str(run), "--max-steps", "200",
-               "--no-export"]
+               "--no-export", "--processes", "1"]
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                env=ENV)
     deadline = time.monotonic() + 240
@@ -106,55 +107,70 @@ def test_truncated_latest_checkpoint_falls_back_to_previous(tmp_path):
     assert resumed.returncode == 0, resumed.stderr[-2000:]
 
 
-def test_a_two_stage_recipe_trains_its_first_stage_then_starts_from_it(tmp_path):
-    """[train] first_stage: one command trains the named recipe in OUT/first-stage, then this
-    one from its best.pt (recorded in init_chain); run again, the finished stage is kept."""
-    recipe = tmp_path / "second.toml"
-    recipe.write_text(TINY.read_text().replace(
-        "patience = 3", f"patience = 3\nfirst_stage = {json.dumps(str(TINY))}"))
+STAGES = """
+[[stage]]
+name = "slower"
+train = { lr = 1e-3, max_steps = 20 }
+
+[[stage]]
+name = "last"
+train = { max_steps = 10 }
+"""
+
+
+def test_a_staged_recipe_trains_each_stage_from_the_one_before(tmp_path):
+    """[[stage]] tables: one command trains each stage in OUT/stages/K-NAME, the last in OUT,
+    each from the best.pt of the one before (init_chain, nearest first), and exports the last;
+    run again, a finished stage is kept, and a stopped one goes on."""
+    recipe = tmp_path / "staged.toml"
+    recipe.write_text(TINY.read_text() + STAGES)
     run = tmp_path / "run"
-    done = train("--config", str(recipe), "--out", str(run), "--max-steps", "20")
+    done = train("--config", str(recipe), "--out", str(run))
     assert done.returncode == 0, done.stderr[-2000:]
-    first = run / "first-stage"
+    first, second = run / "stages" / "1-stage-1", run / "stages" / "2-slower"
     assert load_checkpoint(first / "best.pt")["state"]["step"] == 40  # tiny.toml's own length
-    assert not (first / "model").exists()  # only the second stage is exported
+    assert load_checkpoint(second / "best.pt")["state"]["step"] == 20
+    assert load_checkpoint(second / "best.pt")["config"]["train"]["lr"] == 1e-3
+    assert not (first / "model").exists() and not (second / "model").exists()
     info = json.loads((run / "model" / "model.json").read_text())
-    chain = info["training"]["provenance"]["init_chain"]
-    assert [Path(link["checkpoint"]) for link in chain] == [first / "best.pt"]
-    assert chain[0]["config_file"] == str(TINY)
-    assert info["training"]["steps"] == 20
-    shutil.rmtree(run / "model")
-    (run / "latest.pt").unlink()
-    kept = train("--config", str(recipe), "--out", str(run), "--max-steps", "20", "--no-export")
-    assert kept.returncode == 0, kept.stderr[-2000:]
-    assert "first stage" not in kept.stdout and "second stage from" in kept.stdout
-    (run / "latest.pt").unlink()  # as if stopped in the first stage: --resume alone cannot go on
-    lost = train("--out", str(run), "--resume")
-    assert lost.returncode == 2 and "stopped in its first stage" in lost.stderr
-    assert len(lost.stderr.strip().splitlines()) == 1
-
-
-def test_a_three_stage_recipe_trains_each_stage_before_it_in_nested_folders(tmp_path):
-    """A first stage that names its own first stage: one command trains all three, innermost
-    first, and init_chain lists both earlier stages, nearest first."""
-    second = tmp_path / "second.toml"
-    second.write_text(TINY.read_text().replace(
-        "patience = 3", f"patience = 3\nfirst_stage = {json.dumps(str(TINY))}"))
-    third = tmp_path / "third.toml"
-    third.write_text(TINY.read_text().replace("patience = 3",
-                                              'patience = 3\nfirst_stage = "second.toml"'))
-    run = tmp_path / "run"
-    done = train("--config", str(third), "--out", str(run), "--max-steps", "10")
-    assert done.returncode == 0, done.stderr[-2000:]
-    middle, innermost = run / "first-stage", run / "first-stage" / "first-stage"
-    assert load_checkpoint(innermost / "best.pt")["state"]["step"] == 40
-    assert load_checkpoint(middle / "best.pt")["state"]["step"] == 40  # its own length
-    info = json.loads((run / "model" / "model.json").read_text())
-    chain = info["training"]["provenance"]["init_chain"]
-    assert [Path(link["checkpoint"]) for link in chain] == [middle / "best.pt",
-                                                            innermost / "best.pt"]
-    assert [link["config_file"] for link in chain] == [str(second), str(TINY)]
+    origin = info["training"]["provenance"]
+    assert origin["config_file"] == str(recipe) and origin["stage"] == "last"
+    chain = origin["init_chain"]
+    assert [Path(link["checkpoint"]) for link in chain] == [second / "best.pt",
+                                                            first / "best.pt"]
+    assert [link["stage"] for link in chain] == ["slower", "stage-1"]
     assert info["training"]["steps"] == 10
+    shutil.rmtree(run / "model")
+    for name in ("latest.pt", "previous.pt", "best.pt", "metrics.jsonl"):
+        (run / name).unlink(missing_ok=True)
+    (second / "finished").unlink()
+    (second / "latest.pt").unlink()  # stopped in its second stage, one checkpoint back
+    again = train("--config", str(recipe), "--out", str(run), "--no-export")
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert "stage 1/3" not in again.stdout and "stage 2/3" in again.stdout
+    assert "resuming at step 10" in again.stdout
+    assert load_checkpoint(run / "best.pt")["state"]["step"] == 10
+    lost = train("--out", str(tmp_path / "nothing"), "--resume")
+    assert lost.returncode == 2 and "nothing to resume" in lost.stderr
+
+
+def test_a_plain_command_trains_on_every_core_with_averaged_gradients(tmp_path):
+    """No --processes: one rank per core (2 here), each on its share of every batch; rank 0
+    alone logs; the ranks end with equal weights."""
+    if len(os.sched_getaffinity(0)) < 2:
+        pytest.skip("one core")
+    run = tmp_path / "run"
+    done = subprocess.run([*GLSR_TRAIN, "--config", str(TINY), "--out", str(run),
+                           "--max-steps", "20", "--no-export"], capture_output=True, text=True,
+                          env=ENV, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert f"{len(os.sched_getaffinity(0))} process(es)" in done.stdout
+    assert "differ by at most 0\n" in done.stdout
+    assert [json.loads(line)["step"] for line in
+            (run / "metrics.jsonl").read_text().splitlines()] == [20]
+    bad = subprocess.run([*GLSR_TRAIN, "--config", str(TINY), "--out", str(run)],
+                         capture_output=True, text=True, env=ENV, timeout=300)
+    assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1  # said once
 
 
 def test_two_process_data_parallel_run_on_cpu(tmp_path):
@@ -213,54 +229,53 @@ def test_damaged_model_directories_are_one_line_errors(tiny_model_dir, tmp_path,
 
 
 @pytest.mark.parametrize("text, message", [
-    ("[train]\nbatch_size = 'big'\n", "must be a number"),
+    ("[train]\nbatch_size = 'big'\n", "batch_size must be a whole number"),
+    ("[train]\nbatch_size = 2.5\n", "batch_size must be a whole number"),
     ("[model]\nwidth = 3\n", "unknown key"),
     ("[train\n", "not valid TOML"),
     ("[glsr]\nattributes = [{ name = 'mood', dim = 0 }]\n", "no differentiable"),
     ("[glsr]\nsharpness = 0\n", "sharpness must be positive"),
     ("[glsr]\ngradient = 'finite_difference'\ndifference_step = 0\n",
      "difference_step must be positive"),
+    ("[glsr]\ngradient = 'steepest'\n", "gradient must be 'exact' or 'finite_difference'"),
     ("[glsr]\ndifference_step = 0.5\n", "difference_step needs gradient = 'finite_difference'"),
-    ("[schedule]\nalignment = -1\n", "must be >= 0"),
-    ("[schedule]\ncalibration = { value = 1, ramp = -5 }\n", "must be >= 0"),
-    ("[schedule]\nthinning = 1.5\n", "thinning is a share of the batch"),
-    ("[schedule]\nstretching = 1.5\n", "stretching is a share of the batch"),
-    ("[schedule]\nthinning = 0.6\nstretching = 0.6\n", "share the batch: at most 1 in all"),
+    ("[schedule]\ncalibration = -1\n", "value must be at least 0"),
+    ("[schedule]\ncalibration = { value = 1, ramp = -5 }\n", "ramp must be at least 0"),
+    ("[augment]\nthinning = 1.5\n", "thinning is a share of the batch"),
+    ("[augment]\nstretching = 1.5\n", "stretching is a share of the batch"),
+    ("[augment]\nthinning = 0.6\nstretching = 0.6\n", "share the batch: at most 1 in all"),
     ("[schedule]\nrestoration = 1.0\n", "restoration needs altered windows"),
     ("[schedule]\nanchor = 0.5\n", "anchor needs altered windows"),
-    ("[schedule]\nkl = 0.5\n", "unknown term(s) in [schedule]: kl"),
+    ("[schedule]\nkl = 0.5\n", "unknown key(s) in [schedule]: kl"),
+    ("[schedule]\nalignment = 0.5\n", "unknown key(s) in [schedule]: alignment"),
     ("[schedule]\nbeta = { value = 0.1, sart = 3 }\n", "unknown key(s) in [schedule.beta]"),
     ("[schedule]\nbeta = 'high'\n", "must be a table"),
     ("[glsr]\nattributes = [{ name = 'notes', dim = 0, mu = 'steep' }]\n", "mu must be"),
     ("[glsr]\nattributes = [{ name = 'notes', dim = 0, sigma = 0 }]\n", "sigma must be"),
     ("[glsr]\nattributes = [{ name = 'range', dim = 0, sharpness = 'x' }]\n",
-     "sharpness of 'range' must be a positive number"),
+     "sharpness must be"),
     ("[glsr]\nattributes = [{ name = 'range', dim = 0, sharpness = 0 }]\n",
-     "sharpness of 'range' must be a positive number"),
-    ("[glsr]\ngradient = 'finite_difference'\n"
-     "attributes = [{ name = 'range', dim = 0, difference_step = -1 }]\n",
-     "difference_step of 'range' must be a positive number"),
+     "sharpness must be positive"),
     ("[glsr]\nattributes = [{ name = 'range', dim = 0, difference_step = 0.5 }]\n",
-     "difference_step of 'range' needs gradient = 'finite_difference'"),
-    ("[glsr]\nattributes = [{ name = 'range', dim = 0, straight_through = true }]\n",
-     "straight_through of 'range' needs gradient = 'finite_difference'"),
-    ("[glsr]\ngradient = 'finite_difference'\n"
-     "attributes = [{ name = 'range', dim = 0, straight_through = 1 }]\n",
-     "straight_through of 'range' must be true or false"),
-    ("[glsr]\nstraight_through = true\n", "straight_through needs gradient = 'finite_difference'"),
+     "unknown key(s) in [glsr.attributes]: difference_step"),
+    ("[glsr]\nstraight_through = true\n", "unknown key(s) in [glsr]: straight_through"),
     ("[glsr]\ncalibration_scale = 0\n", "calibration_scale must be positive"),
-    ("[train]\nfirst_stage = 3\n", "first_stage must be a recipe's path"),
-    ("[train]\nwidest_stretch = 0.5\n", "widest_stretch must be at least 1"),
-    ("[train]\nwidest_stretch = 'x'\n", "widest_stretch must be a number"),
+    ("[train]\nfirst_stage = 'a.toml'\n", "unknown key(s) in [train]: first_stage"),
+    ("[augment]\nwidest_stretch = 0.5\n", "widest_stretch must be at least 1"),
+    ("[augment]\nwidest_stretch = 'x'\n", "widest_stretch must be a number"),
     ("[glsr]\nattributes = [{ name = 'range', dim = 0, calibration_scale = -2 }]\n",
-     "calibration_scale of 'range' must be a positive number"),
+     "calibration_scale must be positive"),
     ("[train]\nbatch_size = 0\n", "batch_size must be at least 1"),
     ("[anneal]\nbeta_max = 0.2\n", "unknown section(s): anneal"),
     ("[data]\ncorpus = ['bach', 'music21:ryansMammoth']\n", "reserved for evaluation"),
-    ("[data]\ncorpus = ['bach', 'bach']\n", "one source twice"),
+    ("[data]\ncorpus = ['bach', 'bach']\n", "different ones"),
     ("[data]\nwindows = 'bar'\n", "windows must be 'stride' or 'bars'"),
     ("[data]\nvocab = [80, 60]\n", "vocab must be [low, high]"),
     ("[data]\nmax_shift = -1\n", "max_shift must be"),
+    ("[model]\nlatent_dim = 2\n[glsr]\nattributes = [{ name = 'notes', dim = 3 }]\n",
+     "outside the latent size"),
+    ("[[stage]]\nname = 'b'\ntrain = { lr = -1 }\n", "stage 'b': [train] lr must be positive"),
+    ("[[stage]]\nname = 'a/b'\n", "name must be a plain word"),
 ])
 def test_bad_training_configs_are_one_line_errors(tmp_path, text, message):
     config = tmp_path / "bad.toml"
@@ -290,7 +305,8 @@ def test_init_fine_tunes_from_weights_and_refuses_another_shape(tiny_model_dir, 
     assert chain[0]["checkpoint"] == str(weights)
     # the new run starts from those weights, not from a fresh initialisation
     from glsr_train.config import load
-    from glsr_train.train import Runtime, make_run
+    from glsr_train.distributed import Runtime
+    from glsr_train.loop import make_run
 
     started = make_run(load(TINY), tmp_path / "again", Runtime(), None, load_checkpoint(weights))
     for name, tensor in load_checkpoint(weights)["model"].items():
@@ -304,7 +320,7 @@ def test_init_fine_tunes_from_weights_and_refuses_another_shape(tiny_model_dir, 
 
 
 def test_a_metrics_line_torn_by_a_kill_does_not_stop_resume(tmp_path):
-    from glsr_train.train import forget_metrics_after, read_metrics
+    from glsr_train.rundir import forget_metrics_after, read_metrics
 
     log = tmp_path / "metrics.jsonl"
     whole = [json.dumps({"step": step, "val_nll": 1.0}) for step in (10, 20, 30)]
@@ -317,8 +333,18 @@ def test_a_metrics_line_torn_by_a_kill_does_not_stop_resume(tmp_path):
 @pytest.mark.parametrize("recipe", sorted((ROOT / "presets" / "train").glob("*.toml")),
                          ids=lambda path: path.name)
 def test_every_shipped_recipe_loads(recipe):
-    """load() is the check: it raises ConfigError on any bad value (a bad recipe fails here)."""
-    from glsr_train.config import load
+    """load_recipe() is the check: it raises ConfigError on any bad value."""
+    from glsr_train.config import load_recipe
 
-    config = load(recipe)
-    assert config.train.max_steps >= 1 and config.data.seq_len >= 1
+    for _, config in load_recipe(recipe).stages:
+        assert config.train.max_steps >= 1 and config.data.seq_len >= 1
+
+
+def test_a_checkpoint_of_the_layout_before_augment_still_loads():
+    """The shipped models' checkpoints hold their config in the layout before [augment]:
+    fine-tunes and resumes read it, to the same recipe."""
+    from glsr_train.config import from_dict, load_recipe
+
+    shipped = load_checkpoint(ROOT / "presets" / "models" / "melody" / "weights.pt")
+    config = from_dict(shipped["config"])
+    assert config.to_dict() == load_recipe(ROOT / "presets/train/melody.toml").final.to_dict()

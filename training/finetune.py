@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -98,8 +99,8 @@ def fine_tune(args: argparse.Namespace) -> int:
                 config.regularize = args.regularize == "glsr"
         args.init = weights if init is not None else None
         code = run_recipe(args, recipe, init)
-    if code != 0 or args.no_export:
-        return code
+    if code != 0 or args.no_export or os.environ.get("RANK", "0") != "0":
+        return code  # rank 0 alone reports
     model_dir = args.export or args.out / "model"
     report = write_fit_report(args.out, model_dir, base_dir, str(base_dir or weights),
                               time.perf_counter() - started)

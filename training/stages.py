@@ -77,7 +77,8 @@ def run_recipe(args: argparse.Namespace, recipe: Recipe, init: dict | None = Non
 def run_stage(args: argparse.Namespace, config: Config, recipe: Recipe, name: str, out: Path,
               runtime: Runtime, init_path: Path | None, init: dict | None) -> int:
     """Train one stage in ``out``: a new run, or the one there resumed."""
-    resume = load_latest(out) if (out / "latest.pt").exists() else None
+    saved = any((out / name).exists() for name in ("latest.pt", "previous.pt"))
+    resume = load_latest(out) if saved else None
     if resume is not None and not args.resume and out == args.out:
         raise ConfigError(f"{out} already holds a run; add --resume or choose another --out")
     if resume is not None:
