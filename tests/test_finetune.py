@@ -10,7 +10,7 @@ from pathlib import Path
 
 from conftest import write_walk_tunes
 from glsr_train.checkpoint import load_checkpoint
-from glsr_train.config import load
+from glsr_train.config import Ramp, load, load_recipe
 from glsr_train.finetune import fine_tune_config
 
 from glsr_live.catalog import resolve_model
@@ -59,10 +59,13 @@ def test_fine_tune_config_starts_every_term_at_its_final_weight():
     base = {"config": recipe.to_dict(), "vocab": [50, 86]}
     config = fine_tune_config(base, ["/songs"], None, None)
     assert config.data.corpus == ["/songs"] and config.data.vocab == [50, 86]
-    for term, ramp in config.schedule.items():
-        assert ramp.start == 0 and ramp.ramp == 0
-        assert ramp.value == recipe.schedule[term].value, term
-    assert config.train.lr < recipe.train.lr and config.train.max_minutes <= 15
+    for table, given in ((config.schedule, recipe.schedule), (config.augment, recipe.augment)):
+        for term, ramp in vars(table).items():
+            if isinstance(ramp, Ramp):
+                assert ramp.start == 0 and ramp.ramp == 0
+                assert ramp.value == getattr(given, term).value, term
+    first = load_recipe(Path(__file__).resolve().parent.parent / "presets/train/melody.toml")
+    assert config.train.lr < first.stages[0][1].train.lr and config.train.max_minutes <= 15
 
 
 def test_corpus_without_usable_files_is_one_line(tmp_path):

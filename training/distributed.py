@@ -12,6 +12,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 from dataclasses import dataclass, field
 
 import torch
@@ -125,18 +126,22 @@ def free_port() -> int:
 
 
 def launch(module: str, argv: list[str], processes: int) -> int:
-    """Run ``python -m module argv`` as ``processes`` ranks on this machine; the first
-    non-zero exit code (the others are stopped then), else 0. SIGINT and SIGTERM reach every
-    rank, so each saves its checkpoint."""
+    """Run ``python -m module argv`` as ``processes`` ranks on this machine. Rank 0 speaks
+    to the terminal; the others' output goes to a log each (a rank that fails while rank 0
+    did not is named in one line). Rank 0's exit code, else the first other non-zero one.
+    SIGINT and SIGTERM reach every rank once, so each saves its checkpoint."""
     port = free_port()
+    logs = [None] + [tempfile.NamedTemporaryFile("w", prefix=f"glsr-rank{rank}-", suffix=".log",
+                                                 delete=False) for rank in range(1, processes)]
     ranks = []
     for rank in range(processes):
         env = {**os.environ, "WORLD_SIZE": str(processes), "RANK": str(rank),
                "LOCAL_RANK": str(rank), "LOCAL_WORLD_SIZE": str(processes),
                "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port), "OMP_NUM_THREADS": "1"}
+        quiet = {} if logs[rank] is None else {"stdout": logs[rank], "stderr": logs[rank]}
         # a session of their own: a terminal's Ctrl-C reaches them once, through us
         ranks.append(subprocess.Popen([sys.executable, "-m", module, *argv], env=env,
-                                      start_new_session=True))
+                                      start_new_session=True, **quiet))
 
     def forward(signum, frame) -> None:
         for process in ranks:
@@ -145,24 +150,44 @@ def launch(module: str, argv: list[str], processes: int) -> int:
 
     previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
-        return wait_all(ranks)
+        wait_all(ranks)
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+    return outcome(ranks, logs)
 
 
-def wait_all(ranks: list[subprocess.Popen]) -> int:
+def wait_all(ranks: list[subprocess.Popen]) -> None:
     """Wait for every rank; once one fails, stop the rest (they would wait on it forever)."""
-    code = 0
+    failed = False
     while any(process.poll() is None for process in ranks):
         for process in ranks:
             try:
                 returned = process.wait(timeout=0.5)
             except subprocess.TimeoutExpired:
                 continue
-            if returned != 0 and code == 0:
-                code = returned
+            if returned != 0 and not failed:
+                failed = True
                 for other in ranks:
                     if other.poll() is None:
                         other.terminate()
-    return code or next((p.returncode for p in ranks if p.returncode), 0)
+
+
+def outcome(ranks: list[subprocess.Popen], logs: list) -> int:
+    """Rank 0's exit code (it said why), else the first failed rank's, named in one line."""
+    for log in logs[1:]:
+        log.close()
+    if ranks[0].returncode != 0:
+        code = ranks[0].returncode
+    else:
+        code = 0
+        for rank, process in enumerate(ranks[1:], start=1):
+            if process.returncode != 0:
+                print(f"glsr-train: rank {rank} failed (exit {process.returncode}); its log: "
+                      f"{logs[rank].name}", file=sys.stderr)
+                code = process.returncode
+                break
+    for rank, log in enumerate(logs[1:], start=1):
+        if ranks[rank].returncode == 0 or code == ranks[0].returncode:
+            os.unlink(log.name)  # nothing to read there
+    return code if code >= 0 else 128 - code  # killed by a signal: as a shell says it

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from .checkpoint import CheckpointError, load_checkpoint, load_latest
 from .config import Config, ConfigError, Recipe, from_dict, load_recipe
-from .distributed import Runtime, rank_divergence, setup_runtime
+from .distributed import Runtime, barrier, rank_divergence, setup_runtime
 from .loop import Run, make_run, train_loop
 from .provenance import provenance
 from .rundir import FINISHED, forget_metrics_after, stage_folder, write_config
@@ -69,9 +69,11 @@ def run_recipe(args: argparse.Namespace, recipe: Recipe, init: dict | None = Non
         if runtime.main and not last:
             (out / FINISHED).write_text(f"{recipe.path}\n")
         init_path, init = out / "best.pt", None
+    code = 0
     if runtime.main and not args.no_export:
-        return export_model(args.out, args.export or args.out / "model")
-    return 0
+        code = export_model(args.out, args.export or args.out / "model")
+    barrier(runtime)  # no rank leaves while another still talks to it (gloo aborts then)
+    return code
 
 
 def run_stage(args: argparse.Namespace, config: Config, recipe: Recipe, name: str, out: Path,

@@ -83,6 +83,7 @@ def measure(args: argparse.Namespace) -> dict:
 
         gathered = [0.0] * runtime.world
         dist.all_gather_object(gathered, seconds)
+        dist.barrier()  # no rank leaves while another still talks to it (gloo aborts then)
         dist.destroy_process_group()
     slowest = max(gathered)  # ranks wait for each other at every all-reduce
     return {"ranks": runtime.world, "threads_per_rank": torch.get_num_threads(),
@@ -111,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
                                      description=__doc__.split("\n\n")[0])
     parser.add_argument("--config", default="presets/train/melody.toml")
     parser.add_argument("--batch", type=int, help="override the recipe's batch size")
-    parser.add_argument("--steps", type=int, default=8)
+    parser.add_argument("--steps", type=int, default=30)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--paper", action="store_true", help="the paper's terms alone")
     parser.add_argument("--json-rank", action="store_true", help=argparse.SUPPRESS)
@@ -124,10 +125,12 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if args.json_rank:
         result = measure(args)
-        if args.write and int(os.environ.get("RANK", "0")) == 0:
-            with open(args.write, "w") as handle:
-                json.dump(result, handle)
-        print(json.dumps(result))
+        if args.write:  # ranks of a launch: rank 0 hands the result over in a file
+            if int(os.environ.get("RANK", "0")) == 0:
+                with open(args.write, "w") as handle:
+                    json.dump(result, handle)
+        else:
+            print(json.dumps(result))
         return 0
     every = default_processes(args.device)
     one = run_ranks(args, 1)
