@@ -157,11 +157,12 @@ class Daemon:
         self.notice(f"kept variation {self.kept}: {path.name}")
 
     def prepare_tables(self) -> None:
-        """Worker thread: decode each knob's positions ahead, so a knob turn is a lookup."""
+        """Worker thread: a new phrase's refined code, then each knob's positions decoded
+        ahead, so a knob turn is a lookup."""
         set_thread_nice(WORKER_NICE)
         while not self.stop_event.is_set():
             try:
-                built = self.engine.prepare_tables()
+                built = self.engine.prepare_refinement() + self.engine.prepare_tables()
             except Exception:  # a table is only a speed-up: the loop decodes without it
                 built = 0
             self.stop_event.wait(0.0 if built else TABLE_POLL_SECONDS)

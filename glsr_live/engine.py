@@ -31,7 +31,7 @@ from .clock import InternalClock, MidiClock
 from .compose import Setting, Source, base_code, compose
 from .knob_state import KnobState
 from .knobs import BUTTONS, Knob, Preset
-from .model import ModelInfo, PhraseKeeper
+from .model import ModelInfo, PhraseKeeper, refined_code
 from .player import Player, Variation, all_notes_off
 from .tokens import Vocabulary, fit_notes, notes_to_tokens, tokens_to_notes, unfold_notes
 from .units import PITCH_VALUED
@@ -40,6 +40,22 @@ CLOCK_MESSAGES = {"clock", "start", "stop", "continue", "songpos"}
 DEFAULT_FIDELITY = 8.0  # the largest stay bonus (nats) on the phrase's notes, no knob set
 LATE_STEPS_PLAYED = 2  # a step played this many steps late still sounds; older ones are silent
 MAX_CATCH_UP_STEPS = 4096  # beyond this (a suspended laptop) the grid jumps to now
+
+
+@dataclass
+class Refinement:
+    """A phrase's refined code: what it is found from, the step it takes over at, and (once
+    found) the code."""
+
+    model: object
+    tokens: np.ndarray  # (L,)
+    mu: np.ndarray  # (d,)
+    logvar: np.ndarray  # (d,)
+    at_step: int
+    code: np.ndarray | None = None
+
+    def find(self) -> np.ndarray:
+        return refined_code(self.model, self.tokens, self.mu, self.logvar)
 
 
 class ModelLike(Protocol):
@@ -96,7 +112,8 @@ class Engine:
         self.stale = False  # knobs moved since the last decode: decode before the next step
         self.stale_knob: str | None = None  # the knob moved last (its table may answer)
         self.phrase: Phrase | None = None
-        self.phrase_z: np.ndarray | None = None  # (d,) posterior mean of the phrase
+        self.phrase_z: np.ndarray | None = None  # (d,) the phrase's code (mean, then refined)
+        self.refinement: Refinement | None = None  # the refined code, due at its step
         self.variation: Variation | None = None
         self._pending: Variation | None = None  # decoded, waiting for its step or bar
         self.pending_from: int | None = None  # play the pending variation from this step
@@ -446,8 +463,10 @@ class Engine:
         """Encode a new phrase and play its variation from ``start_step``, its loop counted
         from ``origin`` (default: from ``start_step``)."""
         started = time.perf_counter()
-        mu, _ = self.model.encode(phrase.tokens[None])
+        mu, logvar = self.model.encode(phrase.tokens[None])
         self.phrase, self.phrase_z = phrase, mu[0].astype(np.float32)
+        self.refinement = Refinement(self.model, phrase.tokens, mu[0], logvar[0],
+                                     start_step + self.info.grid.steps_per_bar)
         self.player.velocity = max(1, min(127, phrase.velocity))
         self._pending, self.pending_from = self._decode(step=start_step), start_step
         self.pending_origin = start_step if origin is None else origin
@@ -515,6 +534,7 @@ class Engine:
             messages = self._swap_model(step)
         if step % self.seq_len == 0 and step > 0 and self.preset.options.auto_capture:
             self._phrase_boundary(step)
+        self._refine(step)
         self.settle()
         self._maybe_swap(step)
         notes = self.player.play_step(self.variation, step - self.origin, audible)
@@ -523,6 +543,33 @@ class Engine:
             self.deferred.append((step + late, notes))
             return messages
         return messages + notes
+
+    def _refine(self, step: int) -> None:
+        """From one bar after a phrase starts, its knob moves start from the refined code
+        (``model.refined_code``): the worker thread finds it before then; if it has not, it is
+        found here. A fixed step, so a replay refines where the live loop did."""
+        refinement = self.refinement
+        if refinement is None or step < refinement.at_step:
+            return
+        self.refinement = None
+        if refinement.model is not self.model:
+            return
+        code = refinement.code if refinement.code is not None else refinement.find()
+        if not np.array_equal(code, self.phrase_z):
+            self.phrase_z = code
+            self.stale = self.stale or not self.at_rest()
+
+    def prepare_refinement(self) -> bool:
+        """Find the new phrase's refined code ahead (the daemon's worker thread; tests call
+        it directly); the decode runs outside the lock. True when one was found."""
+        with self.lock:
+            refinement = self.refinement
+        if refinement is None or refinement.code is not None:
+            return False
+        code = refinement.find()
+        with self.lock:
+            refinement.code = code  # a phrase replaced meanwhile: nobody reads it
+        return True
 
     def _phrase_boundary(self, step: int) -> None:
         if not self.frozen:

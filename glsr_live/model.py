@@ -6,6 +6,7 @@ directory becomes one ``ModelError`` line; onnxruntime picks CUDA when it offers
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 from dataclasses import dataclass, replace
@@ -15,7 +16,7 @@ import numpy as np
 
 from .attributes import compute
 from .errors import ModelError
-from .tokens import Grid, Vocabulary, canonical
+from .tokens import HOLD, Grid, Vocabulary, canonical
 
 FORMAT_VERSION = 1
 log = logging.getLogger("glsr_live.model")
@@ -180,6 +181,34 @@ def morph_latent(a: np.ndarray, b: np.ndarray, amount: float, info: ModelInfo) -
     held[[axis.dim for axis in info.axes.values()]] = True
     mixed = (1.0 - amount) * np.asarray(a, np.float32) + amount * np.asarray(b, np.float32)
     return np.where(held, a, mixed).astype(np.float32)
+
+
+REFINE_CODES = 256  # codes tried for a phrase: its posterior mean and draws around it
+REFINE_SPREAD = 3.0  # the draws' spread, in the posterior's standard deviations
+
+
+def refined_code(model, tokens: np.ndarray, mu: np.ndarray, logvar: np.ndarray,
+                 count: int = REFINE_CODES, spread: float = REFINE_SPREAD) -> np.ndarray:
+    """(d,) the code whose decode is closest to the phrase ``tokens`` (L,): of ``mu`` and
+    ``count - 1`` codes drawn around it at ``spread`` posterior deviations (seeded by the
+    phrase, so the same phrase always gets the same code), the one whose argmax keeps most
+    of the phrase's non-hold steps, the likelier phrase on a tie. One batched decode.
+
+    The encoder's mean is a guess: a code nearby often decodes the phrase better, and every
+    knob move starts from it.
+    """
+    seed = int.from_bytes(hashlib.sha1(np.asarray(tokens, np.int64).tobytes()).digest()[:8],
+                          "little")
+    noise = np.random.default_rng(seed).standard_normal((count - 1, len(mu)))
+    codes = np.vstack([mu, mu + spread * np.exp(0.5 * logvar) * noise]).astype(np.float32)
+    logits = np.asarray(model.decode(codes), dtype=np.float32)  # (count, L, K)
+    decoded = logits_to_tokens(logits)
+    kept = ((decoded == tokens) & (tokens != HOLD)).sum(1)  # (count,)
+    shifted = logits - logits.max(-1, keepdims=True)
+    log_p = shifted - np.log(np.exp(shifted).sum(-1, keepdims=True))
+    likelihood = log_p[:, np.arange(len(tokens)), tokens].sum(1)  # (count,)
+    best = np.lexsort((-np.arange(count), likelihood, kept))[-1]  # mu first on a full tie
+    return codes[best]
 
 
 EDIT_BONUSES = (8.0, 4.0, 2.0, 1.0)  # nats of stay bonus tried, most faithful first

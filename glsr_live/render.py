@@ -14,7 +14,7 @@ from .compose import Setting, Source, compose
 from .engine import DEFAULT_FIDELITY
 from .groove import Groove
 from .midifile import beat_notes_to_grid, open_midi, read_notes, write_played
-from .model import Model, ModelError, PhraseKeeper
+from .model import Model, ModelError, PhraseKeeper, refined_code
 from .pianoroll import write_roll
 from .tokens import Note, fit_notes, notes_to_tokens, tokens_to_notes, unfold_notes
 from .units import parse_note_name
@@ -134,7 +134,7 @@ def render(path: Path, out: Path, model: Model, knobs: list[tuple[str, float]],
     info = model.info
     phrase = phrase_of_file(path, model)
     tokens, shift = phrase.tokens, phrase.shift
-    mu, _ = model.encode(tokens[None])
+    mu, logvar = model.encode(tokens[None])
     editor = PhraseKeeper(model, tokens, fidelity)
     settings = settings_list(knobs, sweeps)
     destination = model.encode(phrase_of_file(morph, model).tokens[None])[0][0] \
@@ -146,7 +146,8 @@ def render(path: Path, out: Path, model: Model, knobs: list[tuple[str, float]],
         raise RenderError(f"the model has no regularised attribute {unknown[0]!r} "
                           f"(it has: {', '.join(info.axes) or 'none'})")
     rng = np.random.default_rng(seed)
-    source = Source(mu[0], tokens, destination,
+    code = refined_code(model, tokens, mu[0], logvar[0])  # as live, a bar in
+    source = Source(code, tokens, destination,
                     rng.standard_normal(info.latent_dim).astype(np.float32), 12 * shift)
     try:
         decoded = [variation_tokens(editor, source, offsets, dict(targets), temperature, rng)

@@ -9,6 +9,7 @@ from test_engine import EIGHT_QUARTERS, STEP, play, run_until
 
 from glsr_live.axis import (
     AxisTable,
+    attributes_of,
     axis_table,
     reach,
     search_offsets,
@@ -175,10 +176,12 @@ def test_slot_b_and_the_morph_knob_hold_the_note_count(fake_model):
     run_until(engine, 32 * STEP + 0.02, 64 * STEP - 0.02)
     engine.handle(mido.Message("control_change", control=28, value=127), 64 * STEP)
     assert engine.slot_b is not None and engine.slot_b[0] == -4  # the fake codes notes - 8
-    z_before = engine.latent().copy()
     engine.handle(mido.Message("control_change", control=27, value=127), 64 * STEP + 0.01)
-    moved = engine.latent()
-    assert moved[0] == z_before[0] and moved[1] == z_before[1]  # notes and register held
+    held = attributes_of(engine.pending.tokens, engine.info, ["notes", "register"])
+    own = attributes_of(engine.phrase.tokens, engine.info, ["notes", "register"])
+    # notes and register held at what plays unmorphed, the phrase itself (within the hold's
+    # tolerance of a semitone)
+    assert held["notes"] == own["notes"] and abs(held["register"] - own["register"]) <= 1
     assert engine.pending.note_count == 8
 
 

@@ -9,7 +9,7 @@ from conftest import ROOT
 from glsr_live.clock import InternalClock
 from glsr_live.engine import Engine
 from glsr_live.knobs import Knob, Options, Preset
-from glsr_live.model import Model, PhraseKeeper
+from glsr_live.model import Model, PhraseKeeper, logits_to_tokens, refined_code
 from glsr_live.render import render
 
 MELODY = ROOT / "presets" / "models" / "melody"
@@ -155,3 +155,54 @@ def test_the_notes_value_knob_plays_exactly_the_count_asked_for():
         wanted = round(knob.value(value))
         assert int((engine.variation.tokens >= 2).sum()) == wanted, value
         assert engine.last_reaches["notes"].reached and engine.last_reaches["notes"].value == wanted
+
+
+def hook_tokens(model: Model) -> np.ndarray:
+    tokens = np.zeros(32, dtype=np.int64)
+    for onset, length, pitch, _ in HOOK:
+        tokens[onset] = model.info.vocab.token(pitch)
+        tokens[onset + 1: onset + length] = 1
+    return tokens
+
+
+def test_the_refined_code_decodes_the_phrase_at_least_as_well_and_always_the_same():
+    model = Model(MELODY)
+    tokens = hook_tokens(model)
+    mu, logvar = (row[0] for row in model.encode(tokens[None]))
+    code = refined_code(model, tokens, mu, logvar)
+    assert np.array_equal(code, refined_code(model, tokens, mu, logvar))  # seeded by the phrase
+
+    def kept(z: np.ndarray) -> int:
+        decoded = logits_to_tokens(np.asarray(model.decode(z[None])))[0]
+        return int(((decoded == tokens) & (tokens != 1)).sum())
+
+    assert kept(code) > kept(mu)  # on this hook the encoder's mean loses notes a code keeps
+
+
+def test_a_phrase_takes_its_refined_code_one_bar_in_found_ahead_or_on_time():
+    """Knob moves start from the refined code from one bar after the phrase starts, whether
+    the worker found it ahead or the loop finds it then: live and replay agree."""
+    model = Model(MELODY)
+    codes = []
+    for worker in (True, False):
+        engine = Engine(model, Preset(Options(soft_takeover=False), (Knob(20, "notes"),)),
+                        InternalClock(120.0), np.random.default_rng(0))
+        step, now = 0.125, 0.0
+        for (onset, length, pitch, velocity), late in zip(HOOK, OFFSETS, strict=True):
+            engine.handle(mido.Message("note_on", note=pitch, velocity=velocity),
+                          (onset + late) * step)
+            engine.handle(mido.Message("note_off", note=pitch), (onset + length) * step - 0.01)
+        while engine.phrase is None:  # the phrase is captured at its loop's end
+            now += 0.002
+            engine.tick(now)
+        mu = model.encode(engine.phrase.tokens[None])[0][0]
+        assert engine.refinement is not None and np.array_equal(engine.phrase_z, mu)
+        if worker:
+            assert engine.prepare_refinement() and not engine.prepare_refinement()
+        due = engine.refinement.at_step
+        while engine.next_step <= due:
+            now += 0.002
+            engine.tick(now)
+        assert engine.refinement is None and not np.array_equal(engine.phrase_z, mu)
+        codes.append(engine.phrase_z.copy())
+    assert np.array_equal(codes[0], codes[1])

@@ -5,6 +5,8 @@ fidelity asked for (0 is the model's plain decode), through the runtime's own ``
 pieces (``PhraseKeeper``, the at-rest rule):
 
 * ``rest_exact``: share of phrases played back note for note with every knob at its centre;
+* ``code_nonhold``: share of the phrase's non-hold steps the plain decode of its code keeps
+  (the code: the encoder's mean, or with refinement, the best of 256 codes around it);
 * ``kept_at``: share of the phrase's notes (step and pitch) still played with the notes knob
   one spread down and up; ``kept_of_keepable`` the same over the notes that could stay (the
   fewer of the phrase's and the variation's counts); ``moved_share``: share of (phrase, end)
@@ -25,7 +27,8 @@ import numpy as np
 
 from glsr_live.attributes import compute
 from glsr_live.axis import resolve_targets
-from glsr_live.model import Model, PhraseKeeper, offset_latent
+from glsr_live.model import Model, PhraseKeeper, logits_to_tokens, offset_latent, refined_code
+from glsr_live.tokens import HOLD
 
 from .evaluate import evaluation_windows
 from .metrics import mean_row_spearman
@@ -55,12 +58,16 @@ def onsets(tokens: np.ndarray) -> set[tuple[int, int]]:
     return {(step, int(token)) for step, token in enumerate(tokens) if token >= 2}
 
 
-def phrase_report(model: Model, tokens: np.ndarray, fidelity: float) -> dict:
+def phrase_report(model: Model, tokens: np.ndarray, fidelity: float, refine: bool) -> dict:
     info = model.info
-    mu = model.encode(tokens[None])[0][0]
+    mean, logvar = (row[0] for row in model.encode(tokens[None]))
+    mu = refined_code(model, tokens, mean, logvar) if refine else mean
     editor = PhraseKeeper(model, tokens, fidelity)
     own = onsets(tokens)
-    report = {"rest_exact": bool(np.array_equal(plays(editor, mu, {}), tokens))}
+    decoded = logits_to_tokens(np.asarray(model.decode(mu[None])))[0]
+    report = {"rest_exact": bool(np.array_equal(plays(editor, mu, {}), tokens)),
+              "code_nonhold": float(((decoded == tokens) & (tokens != HOLD)).sum()
+                                    / max(1, (tokens != HOLD).sum()))}
     for spreads in (-1.0, 1.0):
         moved = plays(editor, mu, {"notes": spreads})
         kept = len(own & onsets(moved))
@@ -85,6 +92,7 @@ def summarise(reports: list[dict], names: list[str]) -> dict:
         return round(float(np.mean([r[key] for r in reports])), 3)
 
     summary = {"phrases": len(reports), "rest_exact": share("rest_exact"),
+               "code_nonhold": share("code_nonhold"),
                "kept_at": {"-1": share("kept_-1"), "+1": share("kept_+1")},
                "kept_of_keepable": {"-1": share("keepable_-1"), "+1": share("keepable_+1")},
                "moved_share": round(float(np.mean([r[k] for r in reports
@@ -106,6 +114,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--phrases", type=int, default=200)
     parser.add_argument("--fidelity", type=float, action="append",
                         help="fidelities to compare (default: 0 and 8)")
+    parser.add_argument("--no-refine", dest="refine", action="store_false",
+                        help="edit from the encoder's mean, not the refined code")
     parser.add_argument("--out", type=Path, help="write the report as JSON here")
     args = parser.parse_args(argv)
     args.corpus = args.windows_of = None
@@ -121,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
     for fidelity in args.fidelity or [0.0, 8.0]:
         reports = []
         for index, tokens in enumerate(phrases):
-            reports.append(phrase_report(model, tokens, fidelity))
+            reports.append(phrase_report(model, tokens, fidelity, args.refine))
             if (index + 1) % 50 == 0:
                 print(f"fidelity {fidelity:g}: {index + 1}/{len(phrases)} phrases",
                       file=sys.stderr, flush=True)
