@@ -8,10 +8,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 from conftest import write_walk_tunes
 from glsr_train.checkpoint import load_checkpoint
 from glsr_train.config import Ramp, load, load_recipe
-from glsr_train.finetune import fine_tune_config
+from glsr_train.finetune import fine_tune_config, shrunken_knobs
 
 from glsr_live.catalog import resolve_model
 from glsr_live.model import Model
@@ -45,11 +46,17 @@ def test_fine_tune_on_a_small_folder_exports_a_model_and_a_fit_report(tmp_path):
     assert any("too few" in note for note in report["warnings"])
     markdown = (run / "fit-report.md").read_text()
     assert "| reconstruction accuracy |" in markdown and "broken.mid" in markdown
+    assert "| notes knob's ends (change in notes) |" in markdown
+    for side in ("before", "after"):
+        assert all(len(axis["knob_ends"]) == 2 for axis in report[side]["axes"].values())
     # the fine-tune keeps the base model's pitch range and axes, and says where it started
     base, tuned = Model(resolve_model(None)), Model(run / "model")
     assert tuned.info.vocab == base.info.vocab
     assert {n: (a.dim, a.mu) for n, a in tuned.info.axes.items()} == {
         n: (a.dim, a.mu) for n, a in base.info.axes.items()}
+    # knob travel is in spreads of the codes: a folder's narrow spread would shrink every knob
+    np.testing.assert_array_equal(tuned.info.latent.std, base.info.latent.std)
+    assert json.loads((run / "model" / "model.json").read_text())["latent_stats_from"] == "base"
     chain = load_checkpoint(run / "best.pt")["provenance"]["init_chain"]
     assert chain[0]["checkpoint"].endswith("weights.pt")
 
@@ -75,3 +82,11 @@ def test_corpus_without_usable_files_is_one_line(tmp_path):
                           capture_output=True, text=True, env=ENV, timeout=120)
     assert done.returncode == 2
     assert len(done.stderr.strip().splitlines()) == 1 and "Traceback" not in done.stderr
+
+
+def test_a_knob_whose_reach_shrank_is_warned_about():
+    base = {"axes": {"notes": {"knob_ends": [-8.0, 10.0]}, "register": {"knob_ends": [-5.0, 5.0]}}}
+    after = {"axes": {"notes": {"knob_ends": [-7.0, 7.0]}, "register": {"knob_ends": [-4.5, 6.0]}}}
+    (note,) = shrunken_knobs(base, after)  # 7 of 10 is under 80 %; register kept its reach
+    assert note.startswith("the notes knob's reach shrank") and "+10.0" in note
+    assert shrunken_knobs(None, after) == []

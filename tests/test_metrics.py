@@ -21,7 +21,7 @@ from glsr_train.evaluate import (
 )
 from glsr_train.glsr import RegularisedAttribute
 from glsr_train.metrics import rank, spearman, token_accuracy
-from glsr_train.train import along_axis as logged_along_axis
+from glsr_train.validation import along_axis as logged_along_axis
 
 from glsr_live.attributes import compute
 from glsr_live.tokens import HOLD, REST, Grid, Vocabulary, canonical

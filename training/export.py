@@ -167,9 +167,14 @@ def export(run: Path, out: Path, checkpoint_name: str = "best.pt") -> dict:
     staging.chmod(0o755)  # mkdtemp makes it private; a model directory is meant to be shared
     try:
         export_graphs(model, staging)
-        torch.save(fine_tuning_weights(checkpoint), staging / WEIGHTS)
-        info = model_json(checkpoint, windows, latent_stats(model, sample), run,
-                          attribute_summary(sample, dataset), parity={})
+        # a fine-tune keeps its base's statistics: knob travel in spreads of the base's codes,
+        # so each knob moves its attribute as far as it did (a folder of one style would
+        # measure its own narrow spread and shrink every knob)
+        stats = checkpoint.get("latent_stats") or latent_stats(model, sample)
+        torch.save({**fine_tuning_weights(checkpoint), "latent_stats": stats}, staging / WEIGHTS)
+        info = model_json(checkpoint, windows, stats, run, attribute_summary(sample, dataset),
+                          parity={})
+        info["latent_stats_from"] = "base" if checkpoint.get("latent_stats") else "this model"
         (staging / "model.json").write_text(json.dumps(info, indent=1))
         parity = check_parity(model, Model(staging), dataset.windows("val")[:512])
         info["export"]["parity"] = parity

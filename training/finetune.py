@@ -14,18 +14,19 @@ import argparse
 import json
 import os
 import time
+import tomllib
 from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
-from glsr_live.catalog import presets_root, resolve_model
+from glsr_live.catalog import default_preset, presets_root, resolve_model
 from glsr_live.model import Model
 
 from .checkpoint import CheckpointError, load_checkpoint
 from .config import Config, ConfigError, Ramp, Recipe, from_dict, load_recipe
 from .dataset import SPLITS, Dataset, build_for
-from .evaluate import along_axis, encode_split, interpretability, reconstruction
+from .evaluate import along_axis, encode_split, interpretability, knob_curve, reconstruction
 from .stages import recorded_recipe, run_recipe
 
 FINE_TUNE_STEPS = 1500  # ~7 min at 2 threads; the issue's budget is 15 min for 50 tunes
@@ -35,6 +36,7 @@ SWEEP_PHRASES = 200
 TOO_FEW_TUNES = 30  # below this, or without held-out tunes, the report warns
 TOO_FEW_WINDOWS = 500  # untransposed training windows
 TOO_FEW_HELD_OUT = 200  # held-out phrases behind the before/after numbers
+KNOB_REACH_KEPT = 0.8  # a knob end moving its attribute less than this share of the base's: warn
 
 
 def base_weights(init: Path | None) -> tuple[Path, dict, Path | None]:
@@ -45,7 +47,11 @@ def base_weights(init: Path | None) -> tuple[Path, dict, Path | None]:
         if not weights.exists():
             raise CheckpointError(f"{source}: this model directory has no weights.pt to "
                                   "fine-tune from (export it again with glsr-export)")
-        return weights, load_checkpoint(weights), source
+        checkpoint = load_checkpoint(weights)
+        if "latent_stats" not in checkpoint:  # exported before weights.pt carried them
+            info = json.loads((source / "model.json").read_text())
+            checkpoint["latent_stats"] = info["latent_stats"]
+        return weights, checkpoint, source
     return source, load_checkpoint(source), None
 
 
@@ -133,19 +139,45 @@ def held_out(dataset: Dataset) -> tuple[str, np.ndarray]:
     raise ConfigError("no windows at all in the folder")
 
 
+def knob_ranges() -> dict[str, tuple[float, float]]:
+    """Each attribute knob's range (in spreads) in the default preset."""
+    raw = tomllib.loads(default_preset().read_text())
+    return {knob["target"]: (float(knob.get("min", -3.0)), float(knob.get("max", 3.0)))
+            for knob in raw.get("knob", []) if knob.get("mode", "offset") == "offset"}
+
+
 def measure(model: Model, windows: np.ndarray) -> dict:
-    """Reconstruction and, per axis, Spearman along it and interpretability."""
+    """Reconstruction and, per axis, Spearman along it, interpretability, and how far the
+    default preset's knob moves the attribute at its two ends (its units, mean over phrases)."""
     split = encode_split(model, windows)
     rng = np.random.default_rng(0)
     chosen = split.mu[rng.permutation(len(split.mu))[:SWEEP_PHRASES]]
     result = {**{k: round(v, 4) for k, v in reconstruction(model, split).items()},
               "windows": int(len(windows)), "axes": {}}
+    ranges = knob_ranges()
     for name, axis in model.info.axes.items():
         sweep = along_axis(model, chosen, axis.dim, name)
+        curve = knob_curve(model, chosen, axis.dim, name, ranges.get(name, (-3.0, 3.0)))
         result["axes"][name] = {
             "spearman_along_axis": round(sweep["spearman_along_axis"], 4),
-            "interpretability": round(interpretability(model, split, name)["interpretability"], 4)}
+            "interpretability": round(interpretability(model, split, name)["interpretability"], 4),
+            "knob_ends": [round(curve["low_end_change"], 2), round(curve["high_end_change"], 2)]}
     return result
+
+
+def shrunken_knobs(before: dict | None, after: dict) -> list[str]:
+    """A warning for each knob whose reach at either end is under 80 % of the base's."""
+    notes = []
+    for name, axis in after["axes"].items():
+        base = ((before or {}).get("axes") or {}).get(name)
+        if base is None:
+            continue
+        ends, base_ends = axis["knob_ends"], base["knob_ends"]
+        if any(abs(a) < KNOB_REACH_KEPT * abs(b) for a, b in zip(ends, base_ends, strict=True)):
+            notes.append(f"the {name} knob's reach shrank: its ends move {name} by "
+                         f"{ends[0]:+.1f} / {ends[1]:+.1f} (the base: {base_ends[0]:+.1f} / "
+                         f"{base_ends[1]:+.1f})")
+    return notes
 
 
 def warnings_for(dataset: Dataset, split: str) -> list[str]:
@@ -173,6 +205,8 @@ def fit_report(dataset: Dataset, before: Model | None, after: Model, seconds: fl
     """``before`` is None when the base was a bare checkpoint (no ONNX model to run)."""
     split, windows = held_out(dataset)
     pieces = {s: len(dataset.pieces(s)) for s in SPLITS}
+    measured_before = measure(before, windows) if before is not None else None
+    measured_after = measure(after, windows)
     return {
         "folders": list(dataset.settings.sources),
         "base_model": base,
@@ -181,10 +215,11 @@ def fit_report(dataset: Dataset, before: Model | None, after: Model, seconds: fl
         "tunes_per_split": pieces,
         "phrases_per_split": {s: int(len(dataset.windows(s, transpose=False))) for s in SPLITS},
         "measured_on": split,
-        "before": measure(before, windows) if before is not None else None,
-        "after": measure(after, windows),
+        "before": measured_before,
+        "after": measured_after,
         "minutes": round(seconds / 60, 2),
-        "warnings": warnings_for(dataset, split),
+        "warnings": warnings_for(dataset, split) + shrunken_knobs(measured_before,
+                                                                 measured_after),
     }
 
 
@@ -214,6 +249,9 @@ def report_markdown(report: dict) -> str:
         lines.append(f"| {name}: Spearman along its axis | "
                      f"{b.get('spearman_along_axis', float('nan')):.3f} | "
                      f"{a['spearman_along_axis']:.3f} |")
+        ends = b.get("knob_ends", [float("nan")] * 2)
+        lines.append(f"| {name} knob's ends (change in {name}) | {ends[0]:+.1f} / "
+                     f"{ends[1]:+.1f} | {a['knob_ends'][0]:+.1f} / {a['knob_ends'][1]:+.1f} |")
     lines.append("")
     lines += [f"- **Warning:** {note}" for note in report["warnings"]]
     return "\n".join(lines) + "\n"

@@ -58,6 +58,7 @@ class Run:
     state: State
     saved_step: int = -1
     provenance: dict = field(default_factory=dict)
+    latent_stats: dict | None = None  # a fine-tune's base's, kept for the export
 
     def checkpoint(self, name: str = "latest.pt") -> None:
         """Save on rank 0; saving latest.pt twice at one step would make previous.pt a copy."""
@@ -78,6 +79,7 @@ class Run:
             "attributes": [a.__dict__ for a in self.attributes],
             "state": self.state.__dict__,
             "provenance": self.provenance,
+            **({"latent_stats": self.latent_stats} if self.latent_stats else {}),
         }
 
     def log(self, record: dict) -> None:
@@ -124,7 +126,18 @@ def make_run(config: Config, out: Path, runtime: Runtime, resume: dict | None,
         state = State(**resume["state"])
         attributes = [RegularisedAttribute(**a) for a in resume["attributes"]]
     return Run(config, out, runtime, dataset, torch.from_numpy(train),
-               torch.from_numpy(val).to(runtime.device), model, optimizer, attributes, state)
+               torch.from_numpy(val).to(runtime.device), model, optimizer, attributes, state,
+               latent_stats=kept_latent_stats(resume, init))
+
+
+def kept_latent_stats(resume: dict | None, init: dict | None) -> dict | None:
+    """The base's latent statistics a run keeps: a fine-tune's (its axes are the base's),
+    carried through a resume; None for a run that measures its own."""
+    if resume is not None:
+        return resume.get("latent_stats")
+    if init is not None and init.get("attributes"):
+        return init.get("latent_stats")
+    return None
 
 
 def dataset_for(config: Config, runtime: Runtime) -> Dataset:
