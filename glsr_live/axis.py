@@ -174,7 +174,9 @@ def search_key(model, name: str, z: np.ndarray, scale: float) -> tuple:
     """The cache key of a value search: a phrase keeper's decodes depend on its fidelity and
     on what it follows, so searches under another keeper are other searches."""
     fidelity, follow = getattr(model, "fidelity", 0), getattr(model, "follow", ())
-    return TableCache.key(name, z, scale, f"search, fidelity {fidelity}, follow {follow}")
+    measured = getattr(model, "origin", None) is not None
+    return TableCache.key(name, z, scale, f"search, fidelity {fidelity}, follow {follow}, "
+                                          f"moves from the phrase {measured}")
 
 
 def resolve_targets(model, info: ModelInfo, z: np.ndarray, targets: dict[str, float],

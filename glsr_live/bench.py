@@ -79,6 +79,15 @@ def phrase_to_first_note(engine: Engine, boundary_time: float) -> float:
     return time.perf_counter() - started
 
 
+def worker_refinement(engine: Engine) -> float:
+    """Seconds the daemon's worker thread spends finding the new phrase's refined code (it
+    runs between the loop's steps, in the bar before the code takes over; without it the
+    next phrase boundary would find it on time and be timed with it)."""
+    started = time.perf_counter()
+    engine.prepare_refinement()
+    return time.perf_counter() - started
+
+
 def require_phrase(engine: Engine) -> None:
     """Knob timings mean nothing without a phrase: a knob with none decodes nothing."""
     if engine.phrase_z is None:
@@ -98,10 +107,11 @@ def run_burst(model: Model, events: int, seed: int = 0) -> dict:
     rng = np.random.default_rng(seed)
     engine = Engine(model, bench_preset(model), InternalClock(BENCH_BPM), rng)
     phrase_seconds = engine.clock.step_seconds * model.info.grid.seq_len
-    phrase_times = []
+    phrase_times, refinements = [], []
     for index in range(20):
         play_phrase(engine, index * phrase_seconds, rng)
         phrase_times.append(phrase_to_first_note(engine, (index + 1) * phrase_seconds))
+        refinements.append(worker_refinement(engine))
     require_phrase(engine)
     knobs = engine.preset.knobs
     now = 21 * phrase_seconds
@@ -113,7 +123,8 @@ def run_burst(model: Model, events: int, seed: int = 0) -> dict:
             "any_change": any_change(model, events, seed),
             "value_target": value_target(model, max(20, events // 10), seed),
             "value_search": value_target(model, max(20, events // 10), seed, prepared=False),
-            "phrase_end_to_first_note": percentiles_ms(phrase_times)}
+            "phrase_end_to_first_note": percentiles_ms(phrase_times),
+            "refinement_in_worker": percentiles_ms(refinements)}
 
 
 def engine_with_phrase(model: Model, seed: int, mode: str = "offset"
@@ -205,7 +216,7 @@ def run_bench(args: argparse.Namespace, model_dir: Path) -> int:
         print(json.dumps(result))
         return 0
     for name in ("knob_to_variation", "single_knob", "any_change", "value_target",
-                 "value_search", "phrase_end_to_first_note"):
+                 "value_search", "phrase_end_to_first_note", "refinement_in_worker"):
         stats = result[name]
         print(f"{name:25s} p50 {stats['p50_ms']:.3f} ms  p99 {stats['p99_ms']:.3f} ms  "
               f"max {stats['max_ms']:.3f} ms  ({stats['count']} events)")

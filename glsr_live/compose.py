@@ -31,6 +31,11 @@ class Setting:
         """Any knob off its centre that changes the code (temperature aside)."""
         return bool(any(self.offsets.values()) or self.targets or self.morph or self.prior)
 
+    def offsets_only(self) -> bool:
+        """Only offset knobs move: the edit carries their move onto the phrase
+        (``PhraseKeeper.origin``); a target, a morph or a prior blend asks for values."""
+        return not (self.targets or self.morph or self.prior)
+
 
 @dataclass
 class Source:

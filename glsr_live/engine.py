@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Protocol
 
 import mido
@@ -290,7 +290,13 @@ class Engine:
         if self.morphing():
             moved |= set(HELD_BY_MORPH)
         follow = ("notes", *sorted(moved & set(self.info.axes) - {"notes"}))
-        return PhraseKeeper(self.model, self.phrase.tokens, self.fidelity(), follow)
+        return PhraseKeeper(self.model, self.phrase.tokens, self.fidelity(), follow,
+                            origin=self.phrase_z if self.offsets_only() else None)
+
+    def offsets_only(self) -> bool:
+        """No value knob, morph or prior blend: the edit carries the offset knobs' move onto
+        the phrase, measured from its code."""
+        return not self.knobs.targets() and not self.morphing() and self.prior_blend() == 0
 
     def at_rest(self) -> bool:
         """Every knob at its centre (no offset, no target, no morph, no prior, temperature
@@ -384,8 +390,8 @@ class Engine:
         return TableCache.key(name, self.offset_base(leave_out=name), 1.0 - self.prior_blend(),
                               f"knob, fidelity {self.fidelity():.4f}")
 
-    def missing_tables(self) -> list[tuple[tuple, np.ndarray, str, np.ndarray, float]]:
-        """(key, base, axis, offsets, scale) of each table not yet computed: every position
+    def missing_tables(self) -> list[tuple]:
+        """(key, base, axis, offsets, scale, editor) of each table not yet computed: every position
         an offset knob can take, decoded from the current state of the others; and the
         search along a value knob's axis, so its first move is a lookup too."""
         if self.phrase_z is None or self.morphing():
@@ -402,16 +408,18 @@ class Engine:
                 if self.tables.get(key) is None:
                     positions = np.array([knob.value(cc) for cc in range(128)])
                     jobs.append((key, self.offset_base(leave_out=knob.target), knob.target,
-                                 positions, 1.0 - self.prior_blend()))
+                                 positions, 1.0 - self.prior_blend(),
+                                 self.editor_for(knob.target)))
         return jobs
 
-    def missing_search(self, name: str) -> list[tuple[tuple, np.ndarray, str, np.ndarray, float]]:
+    def missing_search(self, name: str) -> list[tuple]:
         """The value search ``resolve_targets`` would run for ``name`` now, if not cached."""
         base, scale = self.offset_base(), 1.0 - self.prior_blend()
-        key = search_key(self.editor_for(name), name, base, scale)
+        editor = replace(self.editor_for(name), origin=None)  # as it decodes once moved
+        key = search_key(editor, name, base, scale)
         if self.tables.get(key) is not None:
             return []
-        return [(key, base, name, search_offsets(), scale)]
+        return [(key, base, name, search_offsets(), scale, editor)]
 
     def prepare_tables(self) -> int:
         """Compute the missing knob tables (the daemon's worker thread calls this when idle;
@@ -421,7 +429,7 @@ class Engine:
         decodes run outside it, so the loop never waits for them.
         """
         with self.lock:
-            jobs = [(*job, self.editor_for(job[2])) for job in self.missing_tables()]
+            jobs = self.missing_tables()
         for key, base, name, positions, scale, editor in jobs:
             table = axis_table(editor, self.info, base, name, positions, scale)
             with self.lock:

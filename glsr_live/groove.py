@@ -8,6 +8,7 @@ its off-beat 8ths, ...), or of all its notes where none was there.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -44,18 +45,32 @@ class Groove:
     def feel(self, onset: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(L,) velocity and (L,) offset for a variation's onsets (bool (L,)): the phrase's own
         where it had a note on that step, else the mean of its notes on that 16th of the beat."""
-        played = self.velocity > 0
         velocity, offset = np.zeros(len(onset), dtype=np.int64), np.zeros(len(onset))
-        if not played.any():
+        if not (self.velocity > 0).any():
             velocity[onset] = 100
             return velocity, offset
+        place_velocity, place_offset = self.place_means
         place = np.arange(len(onset)) % self.steps_per_beat
-        for step in np.flatnonzero(onset):
-            if step < len(played) and played[step]:
-                velocity[step], offset[step] = self.velocity[step], self.offset[step]
-                continue
-            same = played & (place[: len(played)] == place[step])
+        velocity[onset], offset[onset] = place_velocity[place[onset]], place_offset[place[onset]]
+        own = np.zeros(len(onset), dtype=bool)
+        shared = min(len(onset), len(self.velocity))
+        own[:shared] = onset[:shared] & (self.velocity[:shared] > 0)
+        velocity[own], offset[own] = self.velocity[:shared][own[:shared]], \
+            self.offset[:shared][own[:shared]]
+        return velocity, offset
+
+    @functools.cached_property
+    def place_means(self) -> tuple[np.ndarray, np.ndarray]:
+        """(steps_per_beat,) mean velocity (rounded) and offset of the phrase's notes on each
+        16th of the beat, or of all its notes where none was there (computed once: every
+        decode asks)."""
+        played = self.velocity > 0
+        place = np.arange(len(played)) % self.steps_per_beat
+        velocity = np.zeros(self.steps_per_beat, dtype=np.int64)
+        offset = np.zeros(self.steps_per_beat)
+        for where in range(self.steps_per_beat):
+            same = played & (place == where)
             source = same if same.any() else played
-            velocity[step] = int(round(float(self.velocity[source].mean())))
-            offset[step] = float(self.offset[source].mean())
+            velocity[where] = int(round(float(self.velocity[source].mean())))
+            offset[where] = float(self.offset[source].mean())
         return velocity, offset

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import threading
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -214,6 +215,9 @@ def refined_code(model, tokens: np.ndarray, mu: np.ndarray, logvar: np.ndarray,
 EDIT_BONUSES = (8.0, 4.0, 2.0, 1.0)  # nats of stay bonus tried, most faithful first
 EDIT_COST_LIMIT = 64.0  # nats: the note cost (or, negative, bonus) is kept within
 EDIT_TOLERANCE = {"register": 1.0, "range": 1.0}  # how near a followed attribute must land
+ORIGIN_CACHE_SIZE = 16  # origins whose plain decode's attributes are kept
+ORIGIN_VALUES: dict[tuple, dict[str, float]] = {}  # (model id, origin bytes) -> attributes
+ORIGIN_LOCK = threading.Lock()  # the loop and the table worker both decode
 
 
 @dataclass
@@ -230,6 +234,13 @@ class PhraseKeeper:
     attribute exactly as far as the model does (the axes stay as monotone as the model's);
     only which notes carry the move changes. A bonus alone is no such guarantee: on a
     syncopated hook a bonus of 2 at one spread fewer notes kept 2 of the hook's 9 notes.
+
+    With an ``origin`` (the phrase's code, where every offset knob is at its centre), a decode
+    carries the model's *move* onto the phrase rather than landing on the model's value: each
+    followed attribute lands at the phrase's value plus the plain decode's change from the
+    origin's. The phrase plays at rest, not the model's reading of it, so a move measured from
+    that reading could go the wrong way (a hook of 12 notes the model reads as 9: one spread
+    more plays 11).
     """
 
     model: object
@@ -237,6 +248,7 @@ class PhraseKeeper:
     fidelity: float  # the largest stay bonus tried (0: the plain decode)
     follow: tuple[str, ...] = ("notes",)  # attributes that land where the plain decode's do
     count: int | None = None  # a notes value knob's target: decodes carry exactly this many
+    origin: np.ndarray | None = None  # (d,) the phrase's code: moves are measured from it
 
     def exactly(self, count: float | None) -> PhraseKeeper:
         """This keeper, its decodes carrying exactly ``count`` notes (None: the model's)."""
@@ -260,41 +272,83 @@ class PhraseKeeper:
             return plain
         if self.count is not None:
             counted = self.with_count(log_p, 0.0, np.full(len(plain), self.count))
-            return self.edit(log_p, counted)
+            return self.edit(log_p, counted, z)
         if self.fidelity <= 0 or not (self.tokens >= 2).any():
             return plain
-        return self.edit(log_p, plain)
+        return self.edit(log_p, plain, z)
 
-    def edit(self, log_p: np.ndarray, plain: np.ndarray) -> np.ndarray:
+    def edit(self, log_p: np.ndarray, plain: np.ndarray, z: np.ndarray) -> np.ndarray:
         """(N, L): each row's steered decode with ``plain``'s note count and followed
         attributes (else ``plain`` itself), as the class says."""
         info = self.info
-        wanted = {name: compute(name, plain, info.vocab, info.grid)
+        wanted = {name: self.target(name, compute(name, plain, info.vocab, info.grid), z)
                   for name in ("notes", *self.follow) if name in info.axes or name == "notes"}
-        done = np.zeros(len(plain), dtype=bool)
-        best = plain.copy()
-        if not (self.tokens >= 2).any():
-            return best
-        for bonus in (b for b in EDIT_BONUSES if b <= self.fidelity):
-            candidate = self.with_count(log_p, bonus, wanted["notes"])
-            fits = ~done
-            for name, target in wanted.items():
-                value = compute(name, candidate, info.vocab, info.grid)
-                near = np.abs(value - target) <= EDIT_TOLERANCE.get(name, 0.0) + 1e-9
-                fits &= near | (np.isnan(value) & np.isnan(target))
-            best[fits], done = candidate[fits], done | fits
-            if done.all():
-                break
-        return best
+        bonuses = np.array([b for b in EDIT_BONUSES if b <= self.fidelity])
+        if not (self.tokens >= 2).any() or not len(bonuses):
+            return plain
+        rows, steps = plain.shape
+        # every bonus at once (one batch beats a loop that stops early): (B * N, L), bonus-major
+        candidates = self.with_count(np.concatenate([log_p] * len(bonuses)),
+                                     np.repeat(bonuses, rows), np.tile(wanted["notes"],
+                                                                       len(bonuses)))
+        fits = np.ones(len(candidates), dtype=bool)
+        for name, target in wanted.items():
+            value = compute(name, candidates, info.vocab, info.grid)
+            target = np.tile(target, len(bonuses))
+            near = np.abs(value - target) <= EDIT_TOLERANCE.get(name, 0.0) + 1e-9
+            fits &= near | (np.isnan(value) & np.isnan(target))
+        fits = fits.reshape(len(bonuses), rows)
+        first = fits.argmax(0)  # the most faithful bonus that fits, per row
+        chosen = candidates.reshape(len(bonuses), rows, steps)[first, np.arange(rows)]
+        return np.where(fits.any(0)[:, None], chosen, plain)
 
-    def with_count(self, log_p: np.ndarray, bonus: float, count: np.ndarray) -> np.ndarray:
-        """(N, L) decodes with the stay ``bonus`` and, per row, the note cost that gives
-        ``count`` notes. A step starts a note when its best pitch beats its best of rest and
-        hold by more than the cost, so the cost is read off the steps' margins sorted: between
-        the count-th and the next (canonical form changes holds and rests, never onsets)."""
+    def target(self, name: str, plain: np.ndarray, z: np.ndarray) -> np.ndarray:
+        """(N,) where attribute ``name`` must land, given the plain decodes' values at the
+        codes z (N, d): those values, or with an origin the phrase's value moved as far as the
+        model moves it (notes: a whole count within the phrase's length, at least one note
+        in the knob's direction)."""
+        if self.origin is None:
+            return plain
+        info = self.info
+        own = float(compute(name, self.tokens[None], info.vocab, info.grid)[0])
+        change = plain - self.origin_value(name)
+        if name == "notes" and name in info.axes:
+            change = np.round(change)
+            # the notes axis saturates (the melody model decodes ~25 notes at most): a phrase
+            # past the model's top, or a flat stretch, still moves one note the knob's way
+            direction = np.sign(z[:, info.axes[name].dim] - self.origin[info.axes[name].dim])
+            change = np.where(np.sign(change) == direction, change, direction)
+        moved = np.where(np.isfinite(change), own + change, plain)  # a silent decode: the model's
+        if name == "notes":
+            return np.clip(np.round(moved), 0, len(self.tokens))
+        return moved
+
+    def origin_value(self, name: str) -> float:
+        """Attribute ``name`` of the origin's plain decode (one decode per origin, cached)."""
+        key = (id(self.model), np.asarray(self.origin, np.float32).tobytes())
+        with ORIGIN_LOCK:
+            values = ORIGIN_VALUES.get(key)
+        if values is None:
+            decoded = logits_to_tokens(np.asarray(self.model.decode(
+                np.asarray(self.origin, np.float32)[None])))
+            values = {n: float(compute(n, decoded, self.info.vocab, self.info.grid)[0])
+                      for n in ("notes", *self.info.axes)}
+            with ORIGIN_LOCK:
+                while len(ORIGIN_VALUES) >= ORIGIN_CACHE_SIZE:
+                    ORIGIN_VALUES.pop(next(iter(ORIGIN_VALUES)))
+                ORIGIN_VALUES[key] = values
+        return values[name]
+
+    def with_count(self, log_p: np.ndarray, bonus: float | np.ndarray, count: np.ndarray
+                   ) -> np.ndarray:
+        """(N, L) decodes with the stay ``bonus`` (one, or one per row) and, per row, the
+        note cost that gives ``count`` notes. A step starts a note when its best pitch beats
+        its best of rest and hold by more than the cost, so the cost is read off the steps'
+        margins sorted: between the count-th and the next (canonical form changes holds and
+        rests, never onsets)."""
         steps = np.flatnonzero(self.tokens >= 2)
         favoured = log_p.copy()
-        favoured[:, steps, self.tokens[steps]] += bonus
+        favoured[:, steps, self.tokens[steps]] += np.reshape(bonus, (-1, 1))  # one, or per row
         margin = favoured[:, :, 2:].max(-1) - favoured[:, :, :2].max(-1)  # (N, L)
         ranked = np.concatenate([np.full((len(margin), 1), np.inf), -np.sort(-margin, axis=1),
                                  np.full((len(margin), 1), -np.inf)], axis=1)  # (N, L + 2)

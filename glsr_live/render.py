@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import mido
@@ -186,6 +186,8 @@ def variation_tokens(editor: PhraseKeeper, source: Source, offsets: dict[str, fl
                       float(np.clip(offsets.get("prior", 0.0), 0, 1)))
     if not setting.moves_the_code() and temperature == 0:
         return editor.tokens, {}
+    if setting.offsets_only():
+        editor = replace(editor, origin=source.code)
     z, landed = compose(editor, source, setting, info)
     if "notes" in targets:
         editor = editor.exactly(targets["notes"])

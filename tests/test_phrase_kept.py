@@ -125,6 +125,44 @@ def test_an_edit_moves_the_note_count_as_the_model_does_and_keeps_the_phrases_no
     assert gained >= 8  # on this hook: 3 / 5 / 7 / 9 kept against 1 / 2 / 3 / 4
 
 
+# A reel-like line of running 16ths (an eighth at the end of each half bar), 28 notes: the
+# melody model reads it as 25, and one spread up its plain decode stays at 25
+REEL = [62, 64, 66, 67, 69, 71, 69, 67, 66, 64, 62, 64, 66, 69, 74, 73, 71, 69, 67, 66, 64, 66,
+        67, 69, 71, 73, 74, 71, 69, 66, 64, 62]
+
+
+def test_an_offset_move_from_the_phrase_carries_the_models_change_onto_the_phrase():
+    """With the phrase's code as origin, the notes knob plays the phrase's count plus the
+    plain decode's change from the code's own decode, and never a step against the knob (one
+    note at least where the model does not move); without it, one spread more played fewer
+    notes than the phrase."""
+    model = Model(MELODY)
+    info = model.info
+    tokens = np.ones(32, dtype=np.int64)
+    for step, pitch in enumerate(REEL):
+        if step % 8 != 7:
+            tokens[step] = info.vocab.token(pitch)
+    mu = model.encode(tokens[None])[0][0]
+    dim = info.axes["notes"].dim
+    std = float(info.latent.std[dim])
+
+    def notes(keeper: PhraseKeeper, spreads: float, axis: str = "notes") -> int:
+        z = mu.copy()
+        z[info.axes[axis].dim] += spreads * std
+        return int((keeper.decode_tokens(z[None])[0] >= 2).sum())
+
+    plain = PhraseKeeper(model, tokens, 0.0)
+    change = {s: notes(plain, s) - notes(plain, 0.0) for s in (-2, -1, 1, 2)}
+    assert notes(plain, 0.0) == 25 and change[1] == 0  # the model's reading, flat at +1
+    carried = PhraseKeeper(model, tokens, 8.0, origin=mu)
+    for spreads, moved in change.items():
+        wanted = 28 + (moved if np.sign(moved) == np.sign(spreads) else int(np.sign(spreads)))
+        assert notes(carried, spreads) == min(32, wanted), spreads
+    assert notes(PhraseKeeper(model, tokens, 8.0), 1) == 25  # no origin: fewer than played
+    register = PhraseKeeper(model, tokens, 8.0, ("notes", "register"), origin=mu)
+    assert notes(register, 1, "register") == 28  # the register knob leaves the count alone
+
+
 def captured_hook(engine: Engine, step: float) -> float:
     """Play HOOK into ``engine`` and run it through the phrase's first loop; the time now."""
     for (onset, length, pitch, velocity), late in zip(HOOK, OFFSETS, strict=True):
@@ -206,3 +244,16 @@ def test_a_phrase_takes_its_refined_code_one_bar_in_found_ahead_or_on_time():
         assert engine.refinement is None and not np.array_equal(engine.phrase_z, mu)
         codes.append(engine.phrase_z.copy())
     assert np.array_equal(codes[0], codes[1])
+
+
+def test_live_offset_knobs_measure_their_move_from_the_phrases_code_and_value_knobs_do_not():
+    model = Model(MELODY)
+    offset = Knob(20, "notes", min=-2.5, max=2.5)
+    value = Knob(21, "register", min=60.0, max=76.0, mode="value")
+    engine = Engine(model, Preset(Options(soft_takeover=False), (offset, value)),
+                    InternalClock(120.0), np.random.default_rng(0))
+    now = captured_hook(engine, 0.125)
+    engine.handle(mido.Message("control_change", control=20, value=100), now)
+    assert np.array_equal(engine.editor.origin, engine.phrase_z)
+    engine.handle(mido.Message("control_change", control=21, value=90), now + 0.001)
+    assert engine.editor.origin is None  # a target asks for a value, not a move

@@ -46,11 +46,13 @@ def phrases_of(model: Model, args: argparse.Namespace) -> np.ndarray:
 
 
 def plays(editor: PhraseKeeper, mu: np.ndarray, offsets: dict[str, float]) -> np.ndarray:
-    """(L,) what the engine plays for these offsets: the phrase at rest, else the edit."""
+    """(L,) what the engine plays for these offsets: the phrase at rest, else the edit
+    (moves measured from the phrase's code, as the engine's offset knobs are)."""
     if not any(offsets.values()):
         return editor.tokens
     follow = ("notes", *sorted(k for k, v in offsets.items() if v and k != "notes"))
-    keeper = PhraseKeeper(editor.model, editor.tokens, editor.fidelity, follow)
+    keeper = PhraseKeeper(editor.model, editor.tokens, editor.fidelity, follow,
+                          origin=mu if editor.fidelity > 0 else None)
     return keeper.decode_tokens(offset_latent(mu, offsets, editor.info)[None])[0]
 
 
