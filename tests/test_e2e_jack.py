@@ -130,7 +130,9 @@ def test_program_change_swaps_models_from_the_next_bar(jack_env_private, tiny_mo
         jack_env_private, command, phrase_comes_back)
     with cleaned_up(process, to_daemon, from_daemon):
         # off its centre the notes knob has the models play (at rest the phrase itself plays,
-        # whichever model is loaded)
+        # whichever model is loaded), and at fidelity 0 their own decodes (an edit of the
+        # phrase carries the tiny model's move onto the phrase's notes)
+        to_daemon.command("sweep 31 127 0")
         to_daemon.command("sweep 20 60 72")
         heard = {}
         for program in (1, 0):
