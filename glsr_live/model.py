@@ -307,7 +307,7 @@ class PhraseKeeper:
         codes z (N, d): those values, or with an origin the phrase's value moved as far as the
         model moves it (notes: a whole count within the phrase's length, at least one note
         in the knob's direction)."""
-        if self.origin is None:
+        if self.origin is None or self.count is not None:  # a count asked for is absolute
             return plain
         info = self.info
         own = float(compute(name, self.tokens[None], info.vocab, info.grid)[0])
