@@ -17,7 +17,7 @@ from .midifile import beat_notes_to_grid, open_midi, read_notes, write_played
 from .model import Model, ModelError, PhraseKeeper, refined_code
 from .pianoroll import write_roll
 from .tokens import Note, fit_notes, notes_to_tokens, tokens_to_notes, unfold_notes
-from .units import parse_note_name
+from .units import format_value, parse_note_name
 
 
 class RenderError(ValueError):
@@ -162,15 +162,24 @@ def render(path: Path, out: Path, model: Model, knobs: list[tuple[str, float]],
                        for i, notes in enumerate(segments)
                        for start, end, pitch, velocity in notes], info.grid, tempo)
     if png is not None:
+        labels = ["your phrase"] + [panel_label(offsets, dict(targets), kept_of(tokens, t[0]))
+                                    for offsets, t in zip(settings, decoded, strict=True)]
         write_roll(png, [[Note(round(a), max(1, round(b) - round(a)), p) for a, b, p, _ in n]
                          for n in segments], length, info.grid.steps_per_beat,
-                   info.grid.beats_per_bar)
+                   info.grid.beats_per_bar, labels)
     return [{"offsets": {}, "notes": len(segments[0]), "bpm": tempo}] + [
         {"offsets": offsets, "notes": len(notes), "kept": kept_of(tokens, variation),
          "targets": {name: {"value": r.value, "reached": r.reached} for name, r in
                      landed.items()}}
         for offsets, notes, (variation, landed) in zip(settings, segments[1:], decoded,
                                                        strict=True)]
+
+
+def panel_label(offsets: dict[str, float], targets: dict[str, float], kept: list[int]) -> str:
+    """A variation's caption: its knob settings and how much of the phrase it keeps."""
+    moves = [f"{name} {value:+.2f}" for name, value in offsets.items()]
+    moves += [f"{name} → {format_value(name, value)}" for name, value in targets.items()]
+    return f"{', '.join(moves) or 'knobs at rest'}  ({kept[0]} of {kept[1]} kept)"
 
 
 def variation_tokens(editor: PhraseKeeper, source: Source, offsets: dict[str, float],

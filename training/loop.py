@@ -30,6 +30,7 @@ from .distributed import (
 from .glsr import RegularisedAttribute
 from .model import GLSRVAE
 from .objective import Batch, Setup, Weights, objective
+from .rhythm import syncopate
 from .rundir import append_metrics
 from .validation import evaluate, summary_line
 
@@ -216,7 +217,8 @@ def train_step(run: Run, setup: Setup) -> dict[str, float]:
     config, state, device = run.config, run.state, run.runtime.device
     for group in run.optimizer.param_groups:
         group["lr"] = learning_rate(state.step, config)
-    batch = next_batch(run.train, state, config, run.runtime).to(device)
+    batch = syncopate(next_batch(run.train, state, config, run.runtime),
+                      config.augment.rhythm.at(state.step)).to(device)
     tokens, altered = augmented(batch, config.augment, state.step, setup.pitches)
     losses = objective(run.model, Batch(tokens, batch, altered), Weights.at(config, state.step),
                        setup)

@@ -28,6 +28,7 @@ from .distributed import Runtime, all_reduce_gradients, default_processes, launc
 from .glsr import RegularisedAttribute
 from .model import GLSRVAE
 from .objective import Batch, Setup, Weights, objective
+from .rhythm import syncopate
 
 VOCAB = Vocabulary(48, 88)  # the melody model's range
 LATE = 10**9  # past every annealing ramp: every term on
@@ -47,8 +48,9 @@ def step_seconds(config: Config, runtime: Runtime, steps: int) -> float:
     seconds = []
     for _ in range(steps + 2):
         started = time.perf_counter()
-        altered, mask = augmented(tokens, config.augment, LATE, pitches)
-        losses = objective(model, Batch(altered, tokens, mask), Weights.at(config, LATE), setup)
+        batch = syncopate(tokens, config.augment.rhythm.at(LATE))
+        altered, mask = augmented(batch, config.augment, LATE, pitches)
+        losses = objective(model, Batch(altered, batch, mask), Weights.at(config, LATE), setup)
         optimiser.zero_grad()
         losses.total.backward()
         all_reduce_gradients(model, runtime)
