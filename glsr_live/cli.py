@@ -104,6 +104,9 @@ def build_parser() -> argparse.ArgumentParser:
                              "model's own decode; default 8, the most)")
     render.add_argument("--quantise", action="store_true",
                         help="play on the grid (default: with the timing the phrase was played)")
+    render.add_argument("--bars", metavar="A:B",
+                        help="vary bars A to B of the file (default: the whole file, phrase "
+                             "by phrase)")
 
     models = commands.add_parser("models", help="list the installed models")
     models.add_argument("--json", action="store_true")
@@ -157,7 +160,7 @@ def cmd_render(args: argparse.Namespace) -> int:
     if args.input is None:
         raise ValueError("render needs a MIDI file (or --replay SESSION.mid)")
     from .model import Model
-    from .render import parse_knob_setting, parse_sweep, parse_target, render
+    from .render import parse_bars, parse_knob_setting, parse_sweep, parse_target, render
     from .units import format_value
 
     knobs = [parse_knob_setting(k) for k in args.knob]
@@ -171,18 +174,26 @@ def cmd_render(args: argparse.Namespace) -> int:
         raise ValueError(f"--fidelity must be 0..20 nats, got {fidelity:g}")
     summary = render(args.input, args.output, model, knobs, sweeps, args.png, args.bpm,
                      args.temperature, targets=targets, morph=args.morph, fidelity=fidelity,
-                     quantise=args.quantise)
+                     quantise=args.quantise, bars=parse_bars(args.bars))
+    head = summary[0]
+    if head["dropped"]:
+        print(f"warning: {head['dropped']} note(s) of the file not played: a phrase plays its "
+              "top voice (a chord's lower notes, notes under a longer higher one)")
+    bars = head["phrases"] * model.info.grid.seq_len // (
+        model.info.grid.steps_per_beat * model.info.grid.beats_per_bar)
     for index, item in enumerate(summary):
-        label = "input" if index == 0 else ", ".join(
+        label = ("input" if head["phrases"] == 1 else
+                 f"input, bars {head['first_bar']}-{head['first_bar'] + bars - 1} of the file"
+                 ) if index == 0 else ", ".join(
             f"{k}={v:+.2f}" for k, v in item["offsets"].items()) or (
             "the phrase's code" if item.get("targets") else "the phrase (knobs at rest)")
         if "kept" in item:
-            label += f" ({item['kept'][0]} of the phrase's {item['kept'][1]} notes kept)"
+            label += f" ({item['kept'][0]} of the input's {item['kept'][1]} notes kept)"
         for name, landed in item.get("targets", {}).items():
             wanted = format_value(name, dict(targets)[name])
             label += (f", {name} {wanted} → {format_value(name, landed['value'])}"
                       + ("" if landed["reached"] else " (out of reach)"))
-        print(f"bars {2 * index + 1}-{2 * index + 2}: {label}: {item['notes']} notes")
+        print(f"bars {bars * index + 1}-{bars * index + bars}: {label}: {item['notes']} notes")
     print(f"wrote {args.output} at {summary[0]['bpm']:g} BPM"
           + (f" and {args.png}" if args.png else ""))
     return 0

@@ -73,8 +73,11 @@ def font(size: int) -> ImageFont.ImageFont:
 
 
 def render_roll(segments: list[list[Note]], steps_per_segment: int, steps_per_beat: int = 4,
-                beats_per_bar: int = 4, labels: list[str] | None = None) -> Image.Image:
-    """The picture of ``segments`` (the phrase first), each with its label."""
+                beats_per_bar: int = 4, labels: list[str] | None = None,
+                originals: int = 1) -> Image.Image:
+    """The picture of ``segments`` (the tune's ``originals`` phrases first, then each
+    variation of them in turn), each with its label; a variation's panel outlines the notes
+    of the phrase it varies."""
     pitches = [n.pitch for notes in segments for n in notes] or [60]
     layout = Layout(min(pitches) - 2, max(pitches) + 2, steps_per_segment, steps_per_beat,
                     beats_per_bar)
@@ -91,9 +94,10 @@ def render_roll(segments: list[list[Note]], steps_per_segment: int, steps_per_be
             draw_pitch_names(draw, layout, y)
         draw.text((x, y - CAPTION_PX - BAR_NUMBER_PX + 2), labels[index], fill=TEXT,
                   font=font(15))
-        if index:
-            draw_notes(draw, layout, x, y, segments[0], outline=PHRASE)
-        colour = COLOURS[(index - 1) % len(COLOURS)] if index else PHRASE
+        part, phrase = divmod(index, originals)
+        if part:
+            draw_notes(draw, layout, x, y, segments[phrase], outline=PHRASE)
+        colour = COLOURS[(part - 1) % len(COLOURS)] if part else PHRASE
         draw_notes(draw, layout, x, y, notes, fill=colour)
     return image
 
@@ -142,6 +146,6 @@ def draw_notes(draw: ImageDraw.ImageDraw, layout: Layout, x: int, y: int, notes:
 
 def write_roll(path: str | Path, segments: list[list[Note]], steps_per_segment: int,
                steps_per_beat: int = 4, beats_per_bar: int = 4,
-               labels: list[str] | None = None) -> None:
-    render_roll(segments, steps_per_segment, steps_per_beat, beats_per_bar,
-                labels).save(str(path))
+               labels: list[str] | None = None, originals: int = 1) -> None:
+    render_roll(segments, steps_per_segment, steps_per_beat, beats_per_bar, labels,
+                originals).save(str(path))

@@ -16,7 +16,15 @@ from .groove import Groove
 from .midifile import beat_notes_to_grid, open_midi, read_notes, write_played
 from .model import Model, ModelError, PhraseKeeper, refined_code
 from .pianoroll import write_roll
-from .tokens import Note, fit_notes, notes_to_tokens, tokens_to_notes, unfold_notes
+from .tokens import (
+    HOLD,
+    Note,
+    fit_notes,
+    fold_pitch,
+    notes_to_tokens,
+    tokens_to_notes,
+    unfold_notes,
+)
 from .units import format_value, parse_note_name
 
 
@@ -71,6 +79,21 @@ def parse_target(text: str) -> tuple[str, float]:
                                "notes=6 or register=G4", number_or_note)
 
 
+def parse_bars(text: str | None) -> tuple[int, int] | None:
+    """'A:B' -> (A, B), bars counted from 1, B included."""
+    if text is None:
+        return None
+    first, sep, last = text.partition(":")
+    try:
+        bars = (int(first), int(last))
+        if not sep or not 1 <= bars[0] <= bars[1]:
+            raise ValueError
+    except ValueError:
+        raise RenderError(f"--bars wants A:B, bars counted from 1, e.g. 3:4; got {text!r}"
+                          ) from None
+    return bars
+
+
 def number_or_note(value: str) -> float:
     try:
         return float(value)
@@ -80,7 +103,7 @@ def number_or_note(value: str) -> float:
 
 @dataclass(frozen=True)
 class FilePhrase:
-    """The first L steps of a MIDI file: tokens (octave-fitted), the shift, how it was played
+    """L steps of a MIDI file: tokens (octave-fitted), the shift, how it was played
     (``groove``) and the file's tempo."""
 
     tokens: np.ndarray
@@ -89,21 +112,68 @@ class FilePhrase:
     bpm: float
 
 
+@dataclass(frozen=True)
+class FileTune:
+    """A MIDI file cut into phrases of L steps from its first beat (or from bar ``first``),
+    one octave shift for all; ``dropped``: notes of those bars no phrase plays (a chord's
+    lower voices, notes under a longer higher one)."""
+
+    phrases: list[FilePhrase]
+    dropped: int
+    first_bar: int = 1
+
+
 def phrase_of_file(path: Path, model: Model, track: str | None = None) -> FilePhrase:
     """The phrase of a MIDI file's first L steps (monophonic: the top voice)."""
+    return tune_of_file(path, model, track, bars=None, whole=False).phrases[0]
+
+
+def tune_of_file(path: Path, model: Model, track: str | None = None,
+                 bars: tuple[int, int] | None = None, whole: bool = True) -> FileTune:
+    """The file's phrases: every L steps of it (``whole``), of bars A..B (1-based, inclusive),
+    or the first L steps alone. A last phrase shorter than L is padded with rests."""
     grid = model.info.grid
-    played = [n for n in read_notes(path, track)
-              if 0 <= round(n.start * grid.steps_per_beat) < grid.seq_len]
-    notes = [n for n in beat_notes_to_grid(played, grid) if n.onset < grid.seq_len]
-    if not notes:
-        raise RenderError(f"{path}: no notes in its first {grid.seq_len} steps")
-    fitted, shift = fit_notes(notes, model.info.vocab)
-    feel = [(round(n.start * grid.steps_per_beat), n.velocity,
+    bar_steps = grid.steps_per_beat * grid.beats_per_bar
+    notes = read_notes(path, track)
+    start = (bars[0] - 1) * bar_steps if bars else 0
+    if bars:
+        stop = bars[1] * bar_steps
+    elif whole:
+        stop = max((round(n.start * grid.steps_per_beat) for n in notes), default=-1) + 1
+    else:
+        stop = grid.seq_len
+    stop = start + max(1, -(-(stop - start) // grid.seq_len)) * grid.seq_len
+    played = [n for n in notes if start <= round(n.start * grid.steps_per_beat) < stop]
+    if not played:
+        where = f"bars {bars[0]}-{bars[1]}" if bars else f"its first {grid.seq_len} steps"
+        raise RenderError(f"{path}: no notes in {where}")
+    shift = fit_notes(beat_notes_to_grid(played, grid), model.info.vocab)[1]
+    phrases, dropped = [], 0
+    for begin in range(start, stop, grid.seq_len):
+        inside = [n for n in played
+                  if begin <= round(n.start * grid.steps_per_beat) < begin + grid.seq_len]
+        phrase, lost = file_phrase(inside, begin, shift, model, file_bpm(path))
+        phrases.append(phrase)
+        dropped += lost
+    return FileTune(phrases, dropped, start // bar_steps + 1)
+
+
+def file_phrase(played: list, begin: int, shift: int, model: Model, bpm: float
+                ) -> tuple[FilePhrase, int]:
+    """The phrase of the notes ``played`` from step ``begin``, and how many of them it drops."""
+    grid, vocab = model.info.grid, model.info.vocab
+    offset = begin / grid.steps_per_beat
+    notes = [n for n in beat_notes_to_grid(played, grid, offset) if n.onset < grid.seq_len]
+    fitted = [Note(n.onset, n.length, fold_pitch(n.pitch + 12 * shift, vocab.low, vocab.high))
+              for n in notes]
+    tokens = notes_to_tokens(fitted, vocab, grid.seq_len)
+    kept = {(step, int(token)) for step, token in enumerate(tokens) if token > HOLD}
+    dropped = sum((n.onset, vocab.token(n.pitch)) not in kept for n in fitted)
+    feel = [(round((n.start - offset) * grid.steps_per_beat), n.velocity,
              n.start * grid.steps_per_beat - round(n.start * grid.steps_per_beat))
             for n in played]
-    return FilePhrase(notes_to_tokens(fitted, model.info.vocab, grid.seq_len), shift,
-                      Groove.of_notes(grid.seq_len, top_voice(feel), grid.steps_per_beat),
-                      file_bpm(path))
+    groove = Groove.of_notes(grid.seq_len, top_voice(feel), grid.steps_per_beat)
+    return FilePhrase(tokens, shift, groove, bpm), dropped
 
 
 def settings_list(knobs: list[tuple[str, float]], sweeps: list[Sweep]) -> list[dict[str, float]]:
@@ -121,58 +191,105 @@ def render(path: Path, out: Path, model: Model, knobs: list[tuple[str, float]],
            sweeps: list[Sweep], png: Path | None = None, bpm: float | None = None,
            temperature: float = 0.0, seed: int = 0,
            targets: list[tuple[str, float]] = (), morph: Path | None = None,
-           fidelity: float = DEFAULT_FIDELITY, quantise: bool = False) -> list[dict]:
-    """Write OUT.mid (input phrase, then each variation, L steps each); returns a summary.
+           fidelity: float = DEFAULT_FIDELITY, quantise: bool = False,
+           bars: tuple[int, int] | None = None) -> list[dict]:
+    """Write OUT.mid: the tune (every phrase of the file, or of ``bars``), then the tune
+    varied by each setting, phrase by phrase; returns a summary, one entry per part.
 
     ``targets`` (attribute, value in its unit) are resolved along their axes after the knob
     offsets, as the live value knobs are. ``morph``: a second phrase (slot B); a ``morph``
-    setting (0..1) moves the first phrase's unregularised dims towards it. As live, a setting
-    with every knob at its centre plays the phrase itself, and decodes keep the phrase's notes
-    by the ``fidelity`` bonus; notes keep the velocity and timing they were played with (new
+    setting (0..1) moves each phrase's unregularised dims towards it. As live, a setting with
+    every knob at its centre plays the phrase itself, and decodes keep the phrase's notes by
+    the ``fidelity`` bonus; notes keep the velocity and timing they were played with (new
     ones take their place in the beat's), at the file's tempo unless ``bpm`` is given.
     """
     info = model.info
-    phrase = phrase_of_file(path, model)
-    tokens, shift = phrase.tokens, phrase.shift
-    mu, logvar = model.encode(tokens[None])
-    editor = PhraseKeeper(model, tokens, fidelity)
+    tune = tune_of_file(path, model, bars=bars)
     settings = settings_list(knobs, sweeps)
     destination = model.encode(phrase_of_file(morph, model).tokens[None])[0][0] \
         if morph else None
+    check_request(info, settings, targets, destination)
+    rng = np.random.default_rng(seed)
+    prior = rng.standard_normal(info.latent_dim).astype(np.float32)
+    try:
+        varied = [vary_phrase(model, phrase, settings, dict(targets), destination, prior,
+                              fidelity, temperature, rng) for phrase in tune.phrases]
+    except ModelError as error:
+        raise RenderError(str(error)) from None
+    # parts: the tune, then each setting's variation of it; each a list of phrase tokens
+    parts = [[p.tokens for p in tune.phrases]] + [
+        [varied[k][index][0] for k in range(len(tune.phrases))] for index in range(len(settings))]
+    segments = [[played_notes(tokens, info, phrase.shift, phrase.groove.quantised() if quantise
+                              else phrase.groove)
+                 for tokens, phrase in zip(part, tune.phrases, strict=True)] for part in parts]
+    tempo = bpm or tune.phrases[0].bpm
+    length = info.grid.seq_len
+    flat = [notes for part in segments for notes in part]
+    write_played(out, [(start + i * length, end + i * length, pitch, velocity)
+                       for i, notes in enumerate(flat)
+                       for start, end, pitch, velocity in notes], info.grid, tempo)
+    if png is not None:
+        write_tune_roll(png, tune, parts, flat, settings, dict(targets), info)
+    return summary(tune, parts, settings, varied, tempo)
+
+
+def check_request(info, settings: list[dict], targets, destination) -> None:
     if destination is None and any("morph" in offsets for offsets in settings):
         raise RenderError("a morph setting needs --morph B.mid (the phrase to morph towards)")
     unknown = sorted({name for name, _ in targets} - set(info.axes))
     if unknown:
         raise RenderError(f"the model has no regularised attribute {unknown[0]!r} "
                           f"(it has: {', '.join(info.axes) or 'none'})")
-    rng = np.random.default_rng(seed)
-    code = refined_code(model, tokens, mu[0], logvar[0])  # as live, a bar in
-    source = Source(code, tokens, destination,
-                    rng.standard_normal(info.latent_dim).astype(np.float32), 12 * shift)
-    try:
-        decoded = [variation_tokens(editor, source, offsets, dict(targets), temperature, rng)
-                   for offsets in settings]
-    except ModelError as error:
-        raise RenderError(str(error)) from None
-    groove = phrase.groove.quantised() if quantise else phrase.groove
-    segments = [played_notes(t, info, shift, groove) for t in [tokens, *(d[0] for d in decoded)]]
-    tempo = bpm or phrase.bpm
-    length = info.grid.seq_len
-    write_played(out, [(start + i * length, end + i * length, pitch, velocity)
-                       for i, notes in enumerate(segments)
-                       for start, end, pitch, velocity in notes], info.grid, tempo)
-    if png is not None:
-        labels = ["your phrase"] + [panel_label(offsets, dict(targets), kept_of(tokens, t[0]))
-                                    for offsets, t in zip(settings, decoded, strict=True)]
-        write_roll(png, [[Note(round(a), max(1, round(b) - round(a)), p) for a, b, p, _ in n]
-                         for n in segments], length, info.grid.steps_per_beat,
-                   info.grid.beats_per_bar, labels)
-    return [{"offsets": {}, "notes": len(segments[0]), "bpm": tempo}] + [
-        {"offsets": offsets, "notes": len(notes), "kept": kept_of(tokens, variation),
-         "targets": {name: {"value": r.value, "reached": r.reached} for name, r in
-                     landed.items()}}
-        for offsets, notes, (variation, landed) in zip(settings, segments[1:], decoded,
-                                                       strict=True)]
+
+
+def vary_phrase(model: Model, phrase: FilePhrase, settings: list[dict], targets: dict,
+                destination, prior: np.ndarray, fidelity: float, temperature: float,
+                rng: np.random.Generator) -> list[tuple[np.ndarray, dict]]:
+    """(tokens, where the targets landed) of one phrase under each setting."""
+    mu, logvar = model.encode(phrase.tokens[None])
+    code = refined_code(model, phrase.tokens, mu[0], logvar[0])  # as live, a bar in
+    source = Source(code, phrase.tokens, destination, prior, 12 * phrase.shift)
+    editor = PhraseKeeper(model, phrase.tokens, fidelity)
+    return [variation_tokens(editor, source, offsets, targets, temperature, rng)
+            for offsets in settings]
+
+
+def summary(tune: FileTune, parts: list[list[np.ndarray]], settings: list[dict],
+            varied: list[list[tuple[np.ndarray, dict]]], tempo: float) -> list[dict]:
+    """One entry per part: its notes, and for each variation the phrase's notes it keeps and
+    where its targets landed (in the tune's first phrase)."""
+    notes = [sum(int((t > HOLD).sum()) for t in part) for part in parts]
+    head = {"offsets": {}, "notes": notes[0], "bpm": tempo, "phrases": len(tune.phrases),
+            "first_bar": tune.first_bar, "dropped": tune.dropped}
+    rows = []
+    for index, offsets in enumerate(settings):
+        kept = [kept_of(p.tokens, t) for p, t in zip(tune.phrases, parts[index + 1],
+                                                     strict=True)]
+        landed = varied[0][index][1]
+        rows.append({"offsets": offsets, "notes": notes[index + 1],
+                     "kept": [sum(k[0] for k in kept), sum(k[1] for k in kept)],
+                     "targets": {name: {"value": r.value, "reached": r.reached}
+                                 for name, r in landed.items()}})
+    return [head] + rows
+
+
+def write_tune_roll(png: Path, tune: FileTune, parts: list[list[np.ndarray]],
+                    flat: list[list[tuple]], settings: list[dict], targets: dict, info) -> None:
+    """A panel per phrase of each part (bar numbers: the output file's), captioned with its
+    setting and, for a tune of several phrases, the tune's bars it varies."""
+    bars_per_phrase = info.grid.seq_len // (info.grid.steps_per_beat * info.grid.beats_per_bar)
+    labels = []
+    for index, part in enumerate(parts):
+        for k, tokens in enumerate(part):
+            first = tune.first_bar + k * bars_per_phrase
+            where = f", tune bars {first}-{first + bars_per_phrase - 1}" \
+                if len(part) > 1 else ""
+            caption = "your phrase" if index == 0 else panel_label(
+                settings[index - 1], targets, kept_of(tune.phrases[k].tokens, tokens))
+            labels.append(caption + where)
+    write_roll(png, [[Note(round(a), max(1, round(b) - round(a)), p) for a, b, p, _ in n]
+                     for n in flat], info.grid.seq_len, info.grid.steps_per_beat,
+               info.grid.beats_per_bar, labels, originals=len(tune.phrases))
 
 
 def panel_label(offsets: dict[str, float], targets: dict[str, float], kept: list[int]) -> str:
