@@ -12,7 +12,7 @@ import numpy as np
 from conftest import write_walk_tunes
 from glsr_train.checkpoint import load_checkpoint
 from glsr_train.config import Ramp, load, load_recipe
-from glsr_train.finetune import fine_tune_config, shrunken_knobs
+from glsr_train.finetune import fine_tune_config, fine_tune_steps, shrunken_knobs
 
 from glsr_live.catalog import resolve_model
 from glsr_live.model import Model
@@ -90,3 +90,9 @@ def test_a_knob_whose_reach_shrank_is_warned_about():
     (note,) = shrunken_knobs(base, after)  # 7 of 10 is under 80 %; register kept its reach
     assert note.startswith("the notes knob's reach shrank") and "+10.0" in note
     assert shrunken_knobs(None, after) == []
+
+
+def test_a_fine_tune_takes_twenty_passes_over_the_folder_within_its_limits():
+    assert fine_tune_steps(3500, 128) == 547  # 50 tunes: about 3,500 windows
+    assert fine_tune_steps(600, 128) == 300  # 8 tunes: the fewest, about a minute
+    assert fine_tune_steps(10**6, 128) == 1500
