@@ -114,7 +114,7 @@ class FilePhrase:
 
 @dataclass(frozen=True)
 class FileTune:
-    """A MIDI file cut into phrases of L steps from its first beat (or from bar ``first``),
+    """A MIDI file cut into phrases of L steps from its first beat (or from ``first_bar``),
     one octave shift for all; ``dropped``: notes of those bars no phrase plays (a chord's
     lower voices, notes under a longer higher one)."""
 
