@@ -96,3 +96,19 @@ def test_a_fine_tune_takes_twenty_passes_over_the_folder_within_its_limits():
     assert fine_tune_steps(3500, 128) == 547  # 50 tunes: about 3,500 windows
     assert fine_tune_steps(600, 128) == 300  # 8 tunes: the fewest, about a minute
     assert fine_tune_steps(10**6, 128) == 1500
+
+
+def test_a_folder_too_small_for_val_tunes_still_exports(tmp_path):
+    """One tune: its family lands in train, training validates on train windows, and so
+    does the export's parity check (it once met an empty val split and crashed)."""
+    folder = tmp_path / "few"
+    write_tunes(folder, 1, seed=5)
+    run = tmp_path / "run"
+    done = subprocess.run([*GLSR_TRAIN, "--corpus", str(folder), "--out", str(run),
+                           "--max-steps", "3", "--processes", "1"], capture_output=True,
+                          text=True, env=ENV, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "Traceback" not in done.stderr
+    assert (run / "model" / "decoder.onnx").exists()
+    report = json.loads((run / "fit-report.json").read_text())
+    assert report["tunes_per_split"]["val"] == 0
