@@ -9,10 +9,16 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 from conftest import write_walk_tunes
 from glsr_train.checkpoint import load_checkpoint
-from glsr_train.config import Ramp, load, load_recipe
-from glsr_train.finetune import fine_tune_config, fine_tune_steps, shrunken_knobs
+from glsr_train.config import Ramp, load
+from glsr_train.finetune import (
+    FINE_TUNE_LR,
+    fine_tune_config,
+    fine_tune_steps,
+    shrunken_knobs,
+)
 
 from glsr_live.catalog import resolve_model
 from glsr_live.model import Model
@@ -71,8 +77,10 @@ def test_fine_tune_config_starts_every_term_at_its_final_weight():
             if isinstance(ramp, Ramp):
                 assert ramp.start == 0 and ramp.ramp == 0
                 assert ramp.value == getattr(given, term).value, term
-    first = load_recipe(Path(__file__).resolve().parent.parent / "presets/train/melody.toml")
-    assert config.train.lr < first.stages[0][1].train.lr and config.train.max_minutes <= 15
+    assert (config.train.lr, config.train.lr_final) == FINE_TUNE_LR
+    assert config.train.max_minutes <= 15
+    tuned = fine_tune_config(base, ["/songs"], None, None, lr=1e-3)
+    assert tuned.train.lr == 1e-3 and tuned.train.lr_final == pytest.approx(1e-4)
 
 
 def test_corpus_without_usable_files_is_one_line(tmp_path):

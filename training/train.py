@@ -37,6 +37,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--max-steps", type=int, help="override the last stage's max_steps")
     parser.add_argument("--max-minutes", type=float,
                         help="override the last stage's max_minutes")
+    parser.add_argument("--lr", type=float,
+                        help="override the last stage's learning rate (lr_final scaled with it)")
     parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     parser.add_argument("--processes", type=int, metavar="N",
                         help="data-parallel ranks (default: one per core on a CPU, 1 on a GPU)")
@@ -75,6 +77,9 @@ def recipe_of(args: argparse.Namespace) -> Recipe:
         last.train.max_steps = args.max_steps
     if args.max_minutes is not None:
         last.train.max_minutes = args.max_minutes
+    if args.lr is not None:
+        last.train.lr_final *= args.lr / last.train.lr
+        last.train.lr = args.lr
     return recipe
 
 
