@@ -95,7 +95,7 @@ def model_line(name: str, path: Path) -> str:
     try:
         info = json.loads((path / "model.json").read_text())
         axes = ", ".join(f"{a['name']}@z{a['dim']}" for a in info["attributes"])
-        shape = f"d={info['latent_dim']}"
+        shape = f"{info['beats_per_bar']}/4, d={info['latent_dim']}"
     except (OSError, ValueError, KeyError, TypeError):
         return f"{name:14s} unreadable model.json ({path})"
     return (f"{name:14s} {axes or 'no regularised axes'}; {shape}; "

@@ -20,6 +20,7 @@ from .catalog import (
 from .errors import MidiFileError, ModelError
 
 EXIT_USAGE = 2
+METRES = ("4/4", "2/2", "2/4", "3/4", "6/8")
 EXIT_FAILURE = 1
 
 
@@ -62,6 +63,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--virtual-out", default="glsr-live out", help="name of the virtual output")
     run.add_argument("--bpm", type=float, default=120.0, help="internal clock tempo")
     run.add_argument("--clock", choices=["internal", "midi"], default="internal")
+    run.add_argument("--metre", choices=METRES, default=None,
+                     help="the phrases' time signature (default: the model's, 4/4)")
     run.add_argument("--channel", type=int, help="output channel 1-16 (overrides the preset)")
     run.add_argument("--quiet", action="store_true", help="no status line")
     run.add_argument("--record", type=Path, metavar="DIR",

@@ -18,7 +18,7 @@ from .clock import InternalClock, MidiClock
 from .daemon import Daemon, install_signal_handlers, raise_threads
 from .engine import Engine
 from .knobs import BUTTONS, CONTROLS, Knob, Preset, PresetError, dump_preset, load_preset
-from .model import Model
+from .model import Model, ModelError
 from .ports import PortError, PortKeeper, PortRequest, backend_for, open_port
 from .record import SessionRecorder, session_path
 from .status import status_line
@@ -108,9 +108,19 @@ def with_channel(preset: Preset, channel: int | None) -> Preset:
     return replace(preset, options=replace(preset.options, channel=channel))
 
 
+def check_metre(models: list[Model], model_dirs: list[Path], metre: str | None) -> None:
+    """A ModelError (one line, exit 2) for a model whose phrases are not in ``metre``."""
+    for model, directory in zip(models, model_dirs, strict=True):
+        if metre is not None and not model.info.plays_metre(metre):
+            raise ModelError(f"--metre {metre}: the model {directory.name} plays two bars of "
+                             f"{model.info.metre}; no installed model plays {metre} yet "
+                             "(glsr-live models shows each model's metre)")
+
+
 def run_live(args: argparse.Namespace, model_dirs: list[Path], preset_path: Path) -> int:
     """Open models, preset and ports, then play until SIGINT/SIGTERM; notes always closed."""
     models = [Model(directory) for directory in model_dirs]
+    check_metre(models, model_dirs, getattr(args, "metre", None))
     model, model_dir = models[0], model_dirs[0]
     axes = set().union(*(m.info.axes for m in models))
     preset = with_channel(load_preset(preset_path, axes), args.channel)

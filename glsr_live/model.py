@@ -53,6 +53,17 @@ class ModelInfo:
     latent: LatentStats
     raw: dict
 
+    @property
+    def metre(self) -> str:
+        """The time signature its phrases are two bars of: quarter-note beats on a 16th grid
+        ('4/4' for every model so far)."""
+        return f"{self.grid.beats_per_bar}/4"
+
+    def plays_metre(self, metre: str) -> bool:
+        """Whether phrases in ``metre`` fit this model's grid: its own, and for a 4/4 model
+        2/2 (the same bar) and 2/4 (two of its bars to one)."""
+        return metre == self.metre or (self.metre == "4/4" and metre in ("2/2", "2/4"))
+
 
 def parse_model_json(raw: dict, where: str) -> ModelInfo:
     version = raw.get("format_version")

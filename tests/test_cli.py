@@ -65,8 +65,27 @@ def test_models_lists_the_installed_models_with_one_line_each():
     assert done.returncode == 0, done.stderr
     line = next(line for line in done.stdout.splitlines() if line.startswith("bach-soprano"))
     assert "notes@z0" in line and "register@z1" in line and "MB" in line and "acc" in line
+    assert "; 4/4, d=" in line  # each model's metre
     listing = json.loads(glsr_live("models", "--json").stdout)
     assert (Path(listing["bach-soprano"]) / "model.json").is_file()
+
+
+def test_a_metre_the_model_does_not_play_is_one_line_and_exit_2():
+    done = glsr_live("run", "--metre", "6/8", "--api", "jack")
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == [
+        "glsr-live run: --metre 6/8: the model melody plays two bars of 4/4; no installed "
+        "model plays 6/8 yet (glsr-live models shows each model's metre)"]
+
+
+def test_a_four_four_model_takes_two_two_and_two_four_phrases():
+    from glsr_live.catalog import resolve_model
+    from glsr_live.model import Model
+
+    info = Model(resolve_model(None)).info
+    assert info.metre == "4/4"
+    assert [info.plays_metre(m) for m in ("4/4", "2/2", "2/4", "3/4", "6/8")] == [
+        True, True, True, False, False]
 
 
 @pytest.mark.parametrize("args, message", [
