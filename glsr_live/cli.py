@@ -182,8 +182,7 @@ def cmd_render(args: argparse.Namespace) -> int:
     if head["dropped"]:
         print(f"warning: {head['dropped']} note(s) of the file not played: a phrase plays its "
               "top voice (a chord's lower notes, notes under a longer higher one)")
-    bars = head["phrases"] * model.info.grid.seq_len // (
-        model.info.grid.steps_per_beat * model.info.grid.beats_per_bar)
+    bars = head["phrases"] * model.info.grid.seq_len // model.info.grid.steps_per_bar
     for index, item in enumerate(summary):
         label = ("input" if head["phrases"] == 1 else
                  f"input, bars {head['first_bar']}-{head['first_bar'] + bars - 1} of the file"

@@ -8,6 +8,7 @@ row; a variation's panel shows the phrase's notes as outlines, so what was kept 
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -44,6 +45,10 @@ class Layout:
     beats_per_bar: int
 
     @property
+    def steps_per_bar(self) -> int:
+        return self.steps_per_beat * self.beats_per_bar
+
+    @property
     def panel_width(self) -> int:
         return self.steps * STEP_PX
 
@@ -65,7 +70,9 @@ class Layout:
         return (self.high - pitch) * PITCH_PX
 
 
+@functools.lru_cache(maxsize=8)
 def font(size: int) -> ImageFont.ImageFont:
+    """The bundled font at ``size`` px, loaded once (every caption and name asks)."""
     try:
         return ImageFont.load_default(size=size)
     except (TypeError, OSError):  # a Pillow without FreeType: its bitmap font
@@ -103,7 +110,7 @@ def render_roll(segments: list[list[Note]], steps_per_segment: int, steps_per_be
 
 
 def bars_in(layout: Layout) -> int:
-    return max(1, layout.steps // (layout.steps_per_beat * layout.beats_per_bar))
+    return max(1, layout.steps // layout.steps_per_bar)
 
 
 def draw_grid(draw: ImageDraw.ImageDraw, layout: Layout, x: int, y: int,
@@ -114,7 +121,7 @@ def draw_grid(draw: ImageDraw.ImageDraw, layout: Layout, x: int, y: int,
         if pitch % 12 == 0:
             top = y + layout.pitch_y(pitch)
             draw.rectangle((x, top, x + layout.panel_width, top + PITCH_PX - 1), fill=C_ROW)
-    bar_steps = layout.steps_per_beat * layout.beats_per_bar
+    bar_steps = layout.steps_per_bar
     for step in range(0, layout.steps + 1, layout.steps_per_beat):
         left = x + step * STEP_PX
         on_bar = step % bar_steps == 0

@@ -133,7 +133,7 @@ def tune_of_file(path: Path, model: Model, track: str | None = None,
     """The file's phrases: every L steps of it (``whole``), of bars A..B (1-based, inclusive),
     or the first L steps alone. A last phrase shorter than L is padded with rests."""
     grid = model.info.grid
-    bar_steps = grid.steps_per_beat * grid.beats_per_bar
+    bar_steps = grid.steps_per_bar
     notes = read_notes(path, track)
     start = (bars[0] - 1) * bar_steps if bars else 0
     if bars:
@@ -148,11 +148,12 @@ def tune_of_file(path: Path, model: Model, track: str | None = None,
         where = f"bars {bars[0]}-{bars[1]}" if bars else f"its first {grid.seq_len} steps"
         raise RenderError(f"{path}: no notes in {where}")
     shift = fit_notes(beat_notes_to_grid(played, grid), model.info.vocab)[1]
+    bpm = file_bpm(path)
     phrases, dropped = [], 0
     for begin in range(start, stop, grid.seq_len):
         inside = [n for n in played
                   if begin <= round(n.start * grid.steps_per_beat) < begin + grid.seq_len]
-        phrase, lost = file_phrase(inside, begin, shift, model, file_bpm(path))
+        phrase, lost = file_phrase(inside, begin, shift, model, bpm)
         phrases.append(phrase)
         dropped += lost
     return FileTune(phrases, dropped, start // bar_steps + 1)
@@ -277,7 +278,7 @@ def write_tune_roll(png: Path, tune: FileTune, parts: list[list[np.ndarray]],
                     flat: list[list[tuple]], settings: list[dict], targets: dict, info) -> None:
     """A panel per phrase of each part (bar numbers: the output file's), captioned with its
     setting and, for a tune of several phrases, the tune's bars it varies."""
-    bars_per_phrase = info.grid.seq_len // (info.grid.steps_per_beat * info.grid.beats_per_bar)
+    bars_per_phrase = info.grid.seq_len // info.grid.steps_per_bar
     labels = []
     for index, part in enumerate(parts):
         for k, tokens in enumerate(part):
