@@ -120,3 +120,10 @@ def test_a_folder_too_small_for_val_tunes_still_exports(tmp_path):
     assert (run / "model" / "decoder.onnx").exists()
     report = json.loads((run / "fit-report.json").read_text())
     assert report["tunes_per_split"]["val"] == 0
+
+
+def test_a_learning_rate_that_is_not_positive_is_refused_in_one_line(tmp_path):
+    done = subprocess.run([*GLSR_TRAIN, "--out", str(tmp_path / "r"), "--lr", "-1"],
+                          capture_output=True, text=True, env=ENV, timeout=120)
+    assert done.returncode == 2 and "--lr: must be a positive number" in done.stderr
+    assert "Traceback" not in done.stderr

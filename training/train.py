@@ -27,6 +27,13 @@ from .stages import recorded_recipe, run_recipe
 EXIT_USAGE = 2
 
 
+def positive_float(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
+    return value
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="glsr-train", description=__doc__.split("\n\n")[0])
     parser.add_argument("--config", type=Path, help="recipe TOML (presets/train/*.toml)")
@@ -37,7 +44,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--max-steps", type=int, help="override the last stage's max_steps")
     parser.add_argument("--max-minutes", type=float,
                         help="override the last stage's max_minutes")
-    parser.add_argument("--lr", type=float,
+    parser.add_argument("--lr", type=positive_float,
                         help="override the last stage's learning rate (lr_final scaled with it)")
     parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     parser.add_argument("--processes", type=int, metavar="N",
