@@ -13,6 +13,7 @@ import os
 from pathlib import Path
 
 from .errors import ModelError
+from .tokens import plays
 
 PRESETS_ENV = "GLSR_LIVE_PRESETS"
 DEFAULT_MODEL = "melody"
@@ -51,6 +52,25 @@ def installed_models() -> dict[str, Path]:
     if not folder.is_dir():
         return {}
     return {p.name: p for p in sorted(folder.iterdir()) if (p / "model.json").is_file()}
+
+
+def model_metres(path: Path) -> list[str]:
+    """The time signatures a model directory's model.json says it plays ([] if unreadable)."""
+    try:
+        info = json.loads((path / "model.json").read_text())
+        return list(info.get("metres") or [f"{info['beats_per_bar']}/4"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return []
+
+
+def model_for_metre(metre: str | None) -> Path:
+    """The default model, or for ``metre`` the installed one that plays it (the default first);
+    the default if none does (then --metre's check says so in one line)."""
+    default = resolve_model(None)
+    if metre is None or plays(model_metres(default), metre):
+        return default
+    found = [path for path in installed_models().values() if plays(model_metres(path), metre)]
+    return found[0] if found else default
 
 
 def resolve_model(spec: str | Path | None) -> Path:
@@ -95,7 +115,8 @@ def model_line(name: str, path: Path) -> str:
     try:
         info = json.loads((path / "model.json").read_text())
         axes = ", ".join(f"{a['name']}@z{a['dim']}" for a in info["attributes"])
-        shape = f"{info['beats_per_bar']}/4, d={info['latent_dim']}"
+        metres = info.get("metres") or [f"{info['beats_per_bar']}/4"]
+        shape = f"{' and '.join(metres)}, d={info['latent_dim']}"
     except (OSError, ValueError, KeyError, TypeError):
         return f"{name:14s} unreadable model.json ({path})"
     return (f"{name:14s} {axes or 'no regularised axes'}; {shape}; "

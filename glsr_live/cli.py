@@ -12,6 +12,7 @@ from . import supervise
 from .catalog import (
     DEFAULT_MODEL,
     installed_models,
+    model_for_metre,
     model_line,
     presets_root,
     resolve_model,
@@ -24,12 +25,17 @@ METRES = ("4/4", "2/2", "2/4", "3/4", "6/8")
 EXIT_FAILURE = 1
 
 
-def model_directory(args: argparse.Namespace) -> Path:
-    return resolve_model(args.model[0] if args.model else None)
+def model_directory(args: argparse.Namespace, metre: str | None = None) -> Path:
+    """The --model given, else the default model for ``metre`` (or --metre)."""
+    if args.model:
+        return resolve_model(args.model[0])
+    return model_for_metre(metre or getattr(args, "metre", None))
 
 
 def model_directories(args: argparse.Namespace) -> list[Path]:
-    return [resolve_model(spec) for spec in args.model or [None]]
+    if not args.model:
+        return [model_directory(args)]
+    return [resolve_model(spec) for spec in args.model]
 
 
 # ---------------------------------------------------------------- arguments
@@ -64,7 +70,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--bpm", type=float, default=120.0, help="internal clock tempo")
     run.add_argument("--clock", choices=["internal", "midi"], default="internal")
     run.add_argument("--metre", choices=METRES, default=None,
-                     help="the phrases' time signature (default: the model's, 4/4)")
+                     help="the phrases' time signature (default: the model's); without "
+                          "--model, the installed model that plays it")
     run.add_argument("--channel", type=int, help="output channel 1-16 (overrides the preset)")
     run.add_argument("--quiet", action="store_true", help="no status line")
     run.add_argument("--record", type=Path, metavar="DIR",
@@ -110,6 +117,9 @@ def build_parser() -> argparse.ArgumentParser:
     render.add_argument("--bars", metavar="A:B",
                         help="vary bars A to B of the file (default: the whole file, phrase "
                              "by phrase)")
+    render.add_argument("--metre", choices=METRES, default=None,
+                        help="read the file in this metre (default: its time signature, else "
+                             "the model's); without --model, the model that plays it")
 
     models = commands.add_parser("models", help="list the installed models")
     models.add_argument("--json", action="store_true")
@@ -162,6 +172,7 @@ def cmd_render(args: argparse.Namespace) -> int:
         return cmd_replay(args)
     if args.input is None:
         raise ValueError("render needs a MIDI file (or --replay SESSION.mid)")
+    from .midifile import read_metre
     from .model import Model
     from .render import parse_bars, parse_knob_setting, parse_sweep, parse_target, render
     from .units import format_value
@@ -169,7 +180,7 @@ def cmd_render(args: argparse.Namespace) -> int:
     knobs = [parse_knob_setting(k) for k in args.knob]
     targets = [parse_target(t) for t in args.target]
     sweeps = [parse_sweep(s) for s in args.sweep]
-    model = Model(model_directory(args))
+    model = Model(model_directory(args, args.metre or read_metre(args.input)))
     from .engine import DEFAULT_FIDELITY
 
     fidelity = DEFAULT_FIDELITY if args.fidelity is None else args.fidelity
@@ -177,12 +188,12 @@ def cmd_render(args: argparse.Namespace) -> int:
         raise ValueError(f"--fidelity must be 0..20 nats, got {fidelity:g}")
     summary = render(args.input, args.output, model, knobs, sweeps, args.png, args.bpm,
                      args.temperature, targets=targets, morph=args.morph, fidelity=fidelity,
-                     quantise=args.quantise, bars=parse_bars(args.bars))
+                     quantise=args.quantise, bars=parse_bars(args.bars), metre=args.metre)
     head = summary[0]
     if head["dropped"]:
         print(f"warning: {head['dropped']} note(s) of the file not played: a phrase plays its "
               "top voice (a chord's lower notes, notes under a longer higher one)")
-    bars = head["phrases"] * model.info.grid.seq_len // model.info.grid.steps_per_bar
+    bars = head["phrases"] * head["bars_per_phrase"]
     for index, item in enumerate(summary):
         label = ("input" if head["phrases"] == 1 else
                  f"input, bars {head['first_bar']}-{head['first_bar'] + bars - 1} of the file"
@@ -196,7 +207,8 @@ def cmd_render(args: argparse.Namespace) -> int:
             label += (f", {name} {wanted} → {format_value(name, landed['value'])}"
                       + ("" if landed["reached"] else " (out of reach)"))
         print(f"bars {bars * index + 1}-{bars * index + bars}: {label}: {item['notes']} notes")
-    print(f"wrote {args.output} at {summary[0]['bpm']:g} BPM"
+    print(f"wrote {args.output} in {head['metre']} at {head['bpm']:g} BPM with the model "
+          f"{model.directory.name}"
           + (f" and {args.png}" if args.png else ""))
     return 0
 

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from . import __version__
+from .catalog import model_for_metre, model_metres
 from .clock import InternalClock, MidiClock
 from .daemon import Daemon, install_signal_handlers, raise_threads
 from .engine import Engine
@@ -22,6 +23,7 @@ from .model import Model, ModelError
 from .ports import PortError, PortKeeper, PortRequest, backend_for, open_port
 from .record import SessionRecorder, session_path
 from .status import status_line
+from .tokens import plays
 
 EXIT_OK = 0
 EXIT_ENGINE_ERROR = 1
@@ -52,7 +54,7 @@ class PlainLog:
         pass
 
 
-def live_view(args: argparse.Namespace, model_name: str):
+def live_view(args: argparse.Namespace, model_name: str, metre: str):
     """The redrawn rich view on a terminal, a plain log elsewhere, None with --quiet."""
     if args.quiet:
         return None
@@ -60,7 +62,7 @@ def live_view(args: argparse.Namespace, model_name: str):
         return PlainLog()
     from .view import LiveView
 
-    return LiveView(model_name)
+    return LiveView(model_name, metre=metre)
 
 
 def close_quietly(*ports, timeout: float = 2.0) -> bool:
@@ -112,9 +114,12 @@ def check_metre(models: list[Model], model_dirs: list[Path], metre: str | None) 
     """A ModelError (one line, exit 2) for a model whose phrases are not in ``metre``."""
     for model, directory in zip(models, model_dirs, strict=True):
         if metre is not None and not model.info.plays_metre(metre):
+            other = model_for_metre(metre)
+            hint = (f"--model {other.name} plays it" if plays(model_metres(other), metre)
+                    else f"no installed model plays {metre}")
             raise ModelError(f"--metre {metre}: the model {directory.name} plays two bars of "
-                             f"{model.info.metre}; no installed model plays {metre} yet "
-                             "(glsr-live models shows each model's metre)")
+                             f"{model.info.metre}; {hint} (glsr-live models shows each "
+                             "model's metre)")
 
 
 def run_live(args: argparse.Namespace, model_dirs: list[Path], preset_path: Path) -> int:
@@ -143,7 +148,8 @@ def run_live(args: argparse.Namespace, model_dirs: list[Path], preset_path: Path
                                    session_settings(args, model_dirs, preset, seed),
                                    clock=time.perf_counter,
                                    bpm=args.bpm if args.clock == "internal" else 120.0)
-    view = live_view(args, model_dir.name)
+    metre = getattr(args, "metre", None) or model.info.metres[0]
+    view = live_view(args, model_dir.name, metre)
     daemon = Daemon(engine, inport, outport,
                     show_status=view.show if view is not None else None,
                     notice=view.event if view is not None else plain_notice,
@@ -152,7 +158,7 @@ def run_live(args: argparse.Namespace, model_dirs: list[Path], preset_path: Path
     raise_threads()  # the loop and the MIDI threads rtmidi and libjack started for the ports
     others = "".join(f", Program Change {i} {d.name}" for i, d in enumerate(model_dirs) if i)
     print(f"glsr-live: model {model_dir.name} on {model.provider}{others}, in '{inport.name}', "
-          f"out '{outport.name}' channel {preset.options.channel}, "
+          f"out '{outport.name}' channel {preset.options.channel}, in {metre}, "
           f"{'MIDI clock' if args.clock == 'midi' else f'{args.bpm:g} BPM'}, seed {seed}"
           f"{f', recording to {recorder.path}' if recorder else ''}; Ctrl-C stops",
           file=sys.stderr, flush=True)

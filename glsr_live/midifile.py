@@ -92,6 +92,24 @@ def beat_notes_to_grid(notes: list[BeatNote], grid: Grid, offset_beats: float = 
     return grid_notes
 
 
+def read_metre(path: str | Path) -> str | None:
+    """The time signature of a MIDI file's first time-signature event ('6/8'), None without
+    one."""
+    for track in open_midi(path).tracks:
+        for message in track:
+            if message.type == "time_signature":
+                return f"{message.numerator}/{message.denominator}"
+    return None
+
+
+def signature_event(metre: str | None, grid: Grid) -> mido.MetaMessage:
+    """The time-signature event of ``metre``, else quarter-note bars of the grid."""
+    numerator, denominator = (int(x) for x in metre.split("/")) if metre else (
+        grid.beats_per_bar, 4)
+    return mido.MetaMessage("time_signature", numerator=numerator, denominator=denominator,
+                            time=0)
+
+
 def write_notes(
     path: str | Path,
     notes: list[Note],
@@ -101,8 +119,10 @@ def write_notes(
     velocity: int = 100,
     ticks_per_beat: int = 480,
     text: str | None = None,
+    metre: str | None = None,
 ) -> None:
-    """One-track MIDI file of grid notes at ``bpm`` (``text``: a text event at the start)."""
+    """One-track MIDI file of grid notes at ``bpm`` (``text``: a text event at the start) in
+    ``metre`` (default: quarter-note bars of the grid)."""
     ticks_per_step = ticks_per_beat // grid.steps_per_beat
     events = []
     for note in notes:
@@ -110,9 +130,7 @@ def write_notes(
         events.append((note.end * ticks_per_step, 0, note.pitch, 0))
     track = mido.MidiTrack()
     track.append(mido.MetaMessage("set_tempo", tempo=mido.bpm2tempo(bpm), time=0))
-    track.append(
-        mido.MetaMessage("time_signature", numerator=grid.beats_per_bar, denominator=4, time=0)
-    )
+    track.append(signature_event(metre, grid))
     if text is not None:
         track.append(mido.MetaMessage("text", text=text, time=0))
     now = 0
@@ -127,9 +145,11 @@ def write_notes(
 
 
 def write_played(path: str | Path, notes: list[tuple[float, float, int, int]], grid: Grid,
-                 bpm: float = 120.0, ticks_per_beat: int = 960, channel: int = 0) -> None:
+                 bpm: float = 120.0, ticks_per_beat: int = 960, channel: int = 0,
+                 metre: str | None = None) -> None:
     """One-track MIDI file of played notes: (start, end in grid steps, off the grid as they
-    were played, pitch, velocity). 960 ticks a beat: half a millisecond at 120 BPM."""
+    were played, pitch, velocity) in ``metre``. 960 ticks a beat: half a millisecond at
+    120 BPM."""
     ticks_per_step = ticks_per_beat / grid.steps_per_beat
     events = []
     for start, end, pitch, velocity in notes:
@@ -138,8 +158,7 @@ def write_played(path: str | Path, notes: list[tuple[float, float, int, int]], g
         events.append((max(on + 1, round(end * ticks_per_step)), 0, pitch, 0))
     track = mido.MidiTrack([
         mido.MetaMessage("set_tempo", tempo=mido.bpm2tempo(bpm), time=0),
-        mido.MetaMessage("time_signature", numerator=grid.beats_per_bar, denominator=4,
-                         time=0)])
+        signature_event(metre, grid)])
     now = 0
     for tick, is_on, pitch, velocity in sorted(events):
         kind = "note_on" if is_on else "note_off"

@@ -17,7 +17,7 @@ import numpy as np
 
 from .attributes import compute
 from .errors import ModelError
-from .tokens import HOLD, Grid, Vocabulary, canonical
+from .tokens import HOLD, Grid, Vocabulary, bar_steps, canonical, plays
 
 FORMAT_VERSION = 1
 log = logging.getLogger("glsr_live.model")
@@ -54,15 +54,31 @@ class ModelInfo:
     raw: dict
 
     @property
+    def metres(self) -> list[str]:
+        """The time signatures it was trained on (model.json's ``metres``; a model exported
+        before that field plays quarter-note bars of ``beats_per_bar``)."""
+        return list(self.raw.get("metres") or [f"{self.grid.beats_per_bar}/4"])
+
+    @property
     def metre(self) -> str:
-        """The time signature its phrases are two bars of: quarter-note beats on a 16th grid
-        ('4/4' for every model so far)."""
-        return f"{self.grid.beats_per_bar}/4"
+        """Its metres as one label: '4/4', '3/4, 6/8'."""
+        return ", ".join(self.metres)
 
     def plays_metre(self, metre: str) -> bool:
         """Whether phrases in ``metre`` fit this model's grid: its own, and for a 4/4 model
         2/2 (the same bar) and 2/4 (two of its bars to one)."""
-        return metre == self.metre or (self.metre == "4/4" and metre in ("2/2", "2/4"))
+        return plays(self.metres, metre)
+
+
+def check_metres(metres, grid: Grid) -> None:
+    """ValueError unless ``metres`` (None, or a list of known time signatures) have the grid's
+    bar length."""
+    if metres is None:
+        return
+    if not isinstance(metres, list) or not metres:
+        raise ValueError("metres must be a list of time signatures")
+    if any(bar_steps(metre) != grid.steps_per_bar for metre in metres):
+        raise ValueError(f"metres {metres} do not have bars of {grid.steps_per_bar} steps")
 
 
 def parse_model_json(raw: dict, where: str) -> ModelInfo:
@@ -73,6 +89,7 @@ def parse_model_json(raw: dict, where: str) -> ModelInfo:
     try:
         vocab = Vocabulary.from_names(raw["vocabulary"])
         grid = Grid(int(raw["steps_per_beat"]), int(raw["beats_per_bar"]), int(raw["seq_len"]))
+        check_metres(raw.get("metres"), grid)
         latent_dim = int(raw["latent_dim"])
         axes = {a["name"]: AxisInfo(a["name"], int(a["dim"]), float(a["prior"]["mu"]),
                                     float(a["prior"]["sigma"]), dict(a["range"]))

@@ -13,11 +13,13 @@ from .capture import top_voice
 from .compose import Setting, Source, compose
 from .engine import DEFAULT_FIDELITY
 from .groove import Groove
-from .midifile import beat_notes_to_grid, open_midi, read_notes, write_played
+from .midifile import beat_notes_to_grid, open_midi, read_metre, read_notes, write_played
 from .model import Model, ModelError, PhraseKeeper, refined_code
 from .pianoroll import write_roll
 from .tokens import (
     HOLD,
+    METRE_BAR_STEPS,
+    METRE_BEATS,
     Note,
     fit_notes,
     fold_pitch,
@@ -128,12 +130,26 @@ def phrase_of_file(path: Path, model: Model, track: str | None = None) -> FilePh
     return tune_of_file(path, model, track, bars=None, whole=False).phrases[0]
 
 
+def file_metre(path: Path, model: Model, metre: str | None = None) -> str:
+    """The metre a file is read in: ``metre`` if given, else its time signature, else the
+    model's; a RenderError (one line) if the model does not play it."""
+    metre = metre or read_metre(path) or model.info.metres[0]
+    if not model.info.plays_metre(metre):
+        known = ", ".join(METRE_BAR_STEPS)
+        raise RenderError(f"{path} is in {metre} and the model {model.directory.name} plays "
+                          f"{model.info.metre}: give --model (glsr-live models shows each "
+                          f"model's metre), or --metre to read it in another ({known})")
+    return metre
+
+
 def tune_of_file(path: Path, model: Model, track: str | None = None,
-                 bars: tuple[int, int] | None = None, whole: bool = True) -> FileTune:
-    """The file's phrases: every L steps of it (``whole``), of bars A..B (1-based, inclusive),
-    or the first L steps alone. A last phrase shorter than L is padded with rests."""
+                 bars: tuple[int, int] | None = None, whole: bool = True,
+                 metre: str | None = None) -> FileTune:
+    """The file's phrases: every L steps of it (``whole``), of bars A..B (1-based, inclusive,
+    bars of ``metre``, else the grid's), or the first L steps alone. A last phrase shorter
+    than L is padded with rests."""
     grid = model.info.grid
-    bar_steps = grid.steps_per_bar
+    bar_steps = METRE_BAR_STEPS[metre] if metre else grid.steps_per_bar
     notes = read_notes(path, track)
     start = (bars[0] - 1) * bar_steps if bars else 0
     if bars:
@@ -193,7 +209,7 @@ def render(path: Path, out: Path, model: Model, knobs: list[tuple[str, float]],
            temperature: float = 0.0, seed: int = 0,
            targets: list[tuple[str, float]] = (), morph: Path | None = None,
            fidelity: float = DEFAULT_FIDELITY, quantise: bool = False,
-           bars: tuple[int, int] | None = None) -> list[dict]:
+           bars: tuple[int, int] | None = None, metre: str | None = None) -> list[dict]:
     """Write OUT.mid: the tune (every phrase of the file, or of ``bars``), then the tune
     varied by each setting, phrase by phrase; returns a summary, one entry per part.
 
@@ -202,10 +218,12 @@ def render(path: Path, out: Path, model: Model, knobs: list[tuple[str, float]],
     setting (0..1) moves each phrase's unregularised dims towards it. As live, a setting with
     every knob at its centre plays the phrase itself, and decodes keep the phrase's notes by
     the ``fidelity`` bonus; notes keep the velocity and timing they were played with (new
-    ones take their place in the beat's), at the file's tempo unless ``bpm`` is given.
+    ones take their place in the beat's), at the file's tempo unless ``bpm`` is given, in the
+    file's metre (its time signature, unless ``metre`` is given).
     """
     info = model.info
-    tune = tune_of_file(path, model, bars=bars)
+    metre = file_metre(path, model, metre)
+    tune = tune_of_file(path, model, bars=bars, metre=metre)
     settings = settings_list(knobs, sweeps)
     destination = model.encode(phrase_of_file(morph, model).tokens[None])[0][0] \
         if morph else None
@@ -228,10 +246,11 @@ def render(path: Path, out: Path, model: Model, knobs: list[tuple[str, float]],
     flat = [notes for part in segments for notes in part]
     write_played(out, [(start + i * length, end + i * length, pitch, velocity)
                        for i, notes in enumerate(flat)
-                       for start, end, pitch, velocity in notes], info.grid, tempo)
+                       for start, end, pitch, velocity in notes], info.grid, tempo,
+                 metre=metre)
     if png is not None:
-        write_tune_roll(png, tune, parts, flat, settings, dict(targets), info)
-    return summary(tune, parts, settings, varied, tempo)
+        write_tune_roll(png, tune, parts, flat, settings, dict(targets), info, metre)
+    return summary(tune, parts, settings, varied, tempo, metre, info.grid.seq_len)
 
 
 def check_request(info, settings: list[dict], targets, destination) -> None:
@@ -256,12 +275,14 @@ def vary_phrase(model: Model, phrase: FilePhrase, settings: list[dict], targets:
 
 
 def summary(tune: FileTune, parts: list[list[np.ndarray]], settings: list[dict],
-            varied: list[list[tuple[np.ndarray, dict]]], tempo: float) -> list[dict]:
+            varied: list[list[tuple[np.ndarray, dict]]], tempo: float, metre: str,
+            seq_len: int) -> list[dict]:
     """One entry per part: its notes, and for each variation the phrase's notes it keeps and
     where its targets landed (in the tune's first phrase)."""
     notes = [sum(int((t > HOLD).sum()) for t in part) for part in parts]
     head = {"offsets": {}, "notes": notes[0], "bpm": tempo, "phrases": len(tune.phrases),
-            "first_bar": tune.first_bar, "dropped": tune.dropped}
+            "first_bar": tune.first_bar, "dropped": tune.dropped, "metre": metre,
+            "bars_per_phrase": seq_len // METRE_BAR_STEPS[metre]}
     rows = []
     for index, offsets in enumerate(settings):
         kept = [kept_of(p.tokens, t) for p, t in zip(tune.phrases, parts[index + 1],
@@ -275,10 +296,12 @@ def summary(tune: FileTune, parts: list[list[np.ndarray]], settings: list[dict],
 
 
 def write_tune_roll(png: Path, tune: FileTune, parts: list[list[np.ndarray]],
-                    flat: list[list[tuple]], settings: list[dict], targets: dict, info) -> None:
-    """A panel per phrase of each part (bar numbers: the output file's), captioned with its
-    setting and, for a tune of several phrases, the tune's bars it varies."""
-    bars_per_phrase = info.grid.seq_len // info.grid.steps_per_bar
+                    flat: list[list[tuple]], settings: list[dict], targets: dict, info,
+                    metre: str) -> None:
+    """A panel per phrase of each part (bar numbers: the output file's, bars and beats of
+    ``metre``), captioned with its setting and, for a tune of several phrases, the tune's bars
+    it varies."""
+    bars_per_phrase = info.grid.seq_len // METRE_BAR_STEPS[metre]
     labels = []
     for index, part in enumerate(parts):
         for k, tokens in enumerate(part):
@@ -289,8 +312,8 @@ def write_tune_roll(png: Path, tune: FileTune, parts: list[list[np.ndarray]],
                 settings[index - 1], targets, kept_of(tune.phrases[k].tokens, tokens))
             labels.append(caption + where)
     write_roll(png, [[Note(round(a), max(1, round(b) - round(a)), p) for a, b, p, _ in n]
-                     for n in flat], info.grid.seq_len, info.grid.steps_per_beat,
-               info.grid.beats_per_bar, labels, originals=len(tune.phrases))
+                     for n in flat], info.grid.seq_len, *METRE_BEATS[metre], labels,
+               originals=len(tune.phrases))
 
 
 def panel_label(offsets: dict[str, float], targets: dict[str, float], kept: list[int]) -> str:

@@ -24,6 +24,26 @@ HOLD_NAME = "__"
 BLACK_PITCH_CLASSES = (1, 3, 6, 8, 10)
 
 
+METRE_BAR_STEPS = {"4/4": 16, "2/2": 16, "2/4": 8, "3/4": 12, "6/8": 12}  # 16ths per bar
+
+
+METRE_BEATS = {"4/4": (4, 4), "2/2": (8, 2), "2/4": (4, 2), "3/4": (4, 3), "6/8": (6, 2)}
+# (16ths per felt beat, beats per bar): 6/8 is two dotted quarters, 2/2 two halves
+
+
+def bar_steps(metre: str) -> int:
+    """16th steps in one bar of ``metre`` ('6/8' -> 12); ValueError for one we do not play."""
+    if metre not in METRE_BAR_STEPS:
+        raise ValueError(f"metre {metre!r} is not one of {', '.join(METRE_BAR_STEPS)}")
+    return METRE_BAR_STEPS[metre]
+
+
+def plays(metres: list[str], metre: str) -> bool:
+    """A model trained on ``metres`` plays ``metre``: its own, and on a 4/4 grid 2/2 (the same
+    bar) and 2/4 (two of its bars to one)."""
+    return metre in metres or ("4/4" in metres and metre in ("2/2", "2/4"))
+
+
 @dataclass(frozen=True)
 class Grid:
     """The time grid: steps per beat, beats per bar, steps per phrase."""

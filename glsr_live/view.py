@@ -22,6 +22,7 @@ from rich.text import Text
 from .knobs import BUTTONS
 from .player import Variation
 from .status import engine_state, kept_reading, knob_reading
+from .tokens import METRE_BEATS, bar_steps
 from .units import note_name
 
 if TYPE_CHECKING:
@@ -71,10 +72,10 @@ def pitches_of(tokens: np.ndarray | None, vocab, shift: int) -> Variation | None
 
 
 def roll_lines(variation: Variation | None, low: int, high: int, rows: int,
-               cell: int = 1) -> list[str]:
+               cell: int = 1, length: int = 32) -> list[str]:
     """``rows`` lines, ``cell`` characters a step: '█' onset, '▬' held, ' ' silent; top =
-    ``high``."""
-    length = 32 if variation is None else len(variation.sounding)
+    ``high``; an empty roll is ``length`` steps."""
+    length = length if variation is None else len(variation.sounding)
     grid = [[" " * cell] * length for _ in range(rows)]
     if variation is not None:
         span = max(1, high - low)
@@ -95,8 +96,9 @@ def rolls(engine: Engine, width: int) -> Table:
     pitches = np.concatenate(sounding) if sounding else np.array([60, 72])
     low, high = (int(pitches.min()), int(pitches.max())) if len(pitches) else (60, 72)
     cell = 2 if width >= 4 + 2 * 64 + 8 else 1  # wide terminals: two columns a step
-    left = roll_lines(phrase, low, high, ROLL_ROWS, cell)
-    right = roll_lines(playing, low, high, ROLL_ROWS, cell)
+    steps = engine.info.grid.seq_len
+    left = roll_lines(phrase, low, high, ROLL_ROWS, cell, steps)
+    right = roll_lines(playing, low, high, ROLL_ROWS, cell, steps)
     labels = [note_name(high)] + [""] * (ROLL_ROWS - 2) + [note_name(low)]
     table = Table.grid(padding=(0, 1))
     table.add_column(width=4, no_wrap=True)
@@ -125,9 +127,11 @@ def playing_model_name(engine: Engine, fallback: str) -> str:
 class LiveView:
     """The redrawn view; ``event`` adds a line to its log (newest last)."""
 
-    def __init__(self, model_name: str, console: Console | None = None):
+    def __init__(self, model_name: str, console: Console | None = None,
+                 metre: str | None = None):
         self.console = console or Console(stderr=True)
         self.model_name = model_name  # until the engine's model says otherwise
+        self.metre = metre  # what is playing (None: the model's first metre)
         self.events: deque[str] = deque(maxlen=EVENTS)
         self.last_phrase = None
         self.live: Live | None = None
@@ -148,15 +152,15 @@ class LiveView:
 
     def header(self, engine: Engine, now: float) -> Text:
         position = engine.clock.position(now) if engine.clock.running else None
-        grid = engine.info.grid
+        metre = self.metre or engine.info.metres[0]
         where = "—"
-        if position is not None:
-            bar, step = divmod(int(position), grid.steps_per_bar)
-            where = f"bar {bar + 1}.{step // grid.steps_per_beat + 1}"
+        if position is not None:  # bars and felt beats of the metre (6/8: two dotted quarters)
+            bar, step = divmod(int(position), bar_steps(metre))
+            where = f"bar {bar + 1}.{step // METRE_BEATS[metre][0] + 1}"
         bpm = getattr(engine.clock, "bpm", 0.0) or 0.0
         text = Text(no_wrap=True, overflow="ellipsis")
         text.append(f"{engine_state(engine):9s}", style="bold")
-        text.append(f" {bpm:5.1f} BPM  {where:10s} model "
+        text.append(f" {bpm:5.1f} BPM  {metre}  {where:10s} model "
                     f"{playing_model_name(engine, self.model_name)}")
         return text
 

@@ -133,6 +133,14 @@ class Peer:
             taken, self.messages = self.messages, []
         return [message for _, message in taken]
 
+    def collect_timed(self, seconds: float) -> list[tuple[float, mido.Message]]:
+        """Wait ``seconds``, then take every message received so far with its arrival time
+        (time.perf_counter)."""
+        time.sleep(seconds)
+        with self.lock:
+            taken, self.messages = self.messages, []
+        return taken
+
     def kill(self) -> None:
         self.process.kill()
         self.process.wait()

@@ -39,13 +39,14 @@ def play_note(port, pitch: int, seconds: float) -> None:
     port.send(mido.Message("note_off", note=pitch))
 
 
-def play_phrase(port, bpm: float, pitches: list[int]) -> None:
+def play_phrase(port, bpm: float, pitches: list[int], steps: int = 4) -> None:
+    """One note every ``steps`` 16ths (quarter notes by default), each 3/4 of that long."""
     step = 60 / bpm / 4
     started = time.perf_counter()
     for index, pitch in enumerate(pitches):
-        while time.perf_counter() < started + index * 4 * step:
+        while time.perf_counter() < started + index * steps * step:
             time.sleep(0.0005)
-        play_note(port, pitch, 3 * step)
+        play_note(port, pitch, 0.75 * steps * step)
 
 
 def sweep(port, control: int, start: int, stop: int) -> None:
@@ -66,6 +67,8 @@ def serve_commands(port) -> None:
             port.send(mido.Message("control_change", control=int(args[0]), value=int(args[1])))
         elif word == "phrase":
             play_phrase(port, float(args[0]), [int(a) for a in args[1:]])
+        elif word == "eighths":  # a jig line: one note every two 16ths
+            play_phrase(port, float(args[0]), [int(a) for a in args[1:]], steps=2)
         elif word == "sweep":
             sweep(port, *(int(a) for a in args))
         elif word.isdigit():

@@ -71,11 +71,15 @@ def test_models_lists_the_installed_models_with_one_line_each():
 
 
 def test_a_metre_the_model_does_not_play_is_one_line_and_exit_2():
-    done = glsr_live("run", "--metre", "6/8", "--api", "jack")
+    done = glsr_live("run", "--metre", "6/8", "--model", "melody", "--api", "jack")
     assert done.returncode == 2
     assert done.stderr.strip().splitlines() == [
-        "glsr-live run: --metre 6/8: the model melody plays two bars of 4/4; no installed "
-        "model plays 6/8 yet (glsr-live models shows each model's metre)"]
+        "glsr-live run: --metre 6/8: the model melody plays two bars of 4/4; --model "
+        "waltz-jig plays it (glsr-live models shows each model's metre)"]
+    done = glsr_live("run", "--metre", "4/4", "--model", "waltz-jig", "--api", "jack")
+    assert done.returncode == 2 and done.stderr.strip().splitlines() == [
+        "glsr-live run: --metre 4/4: the model waltz-jig plays two bars of 3/4, 6/8; --model "
+        "melody plays it (glsr-live models shows each model's metre)"]
 
 
 def test_a_four_four_model_takes_two_two_and_two_four_phrases():

@@ -20,6 +20,8 @@ from dataclasses import asdict, dataclass, field, fields, is_dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from glsr_live.tokens import bar_steps
+
 
 class ConfigError(ValueError):
     """A configuration the user must fix; the message is one line."""
@@ -52,8 +54,10 @@ class DataConfig:
         lambda v: v is None or (len(v) == 2 and 0 <= v[0] < v[1] <= 127),
         "[low, high] MIDI pitches")
     max_windows: int = at_least(0, 0)  # 0 = all; tests cap it
+    metres: list[str] | None = None  # only tunes in these time signatures, e.g. ["3/4", "6/8"]
 
     def __post_init__(self) -> None:
+        self.check_metres()
         names = self.corpus if isinstance(self.corpus, list) else [self.corpus]
         if not names or not all(names) or len(set(names)) != len(names):
             raise ConfigError("[data] corpus must name a corpus or folder, or a list of "
@@ -62,6 +66,19 @@ class DataConfig:
         if reserved:
             raise ConfigError(f"[data] corpus: {reserved[0]} is reserved for evaluation; train "
                               "on bach, essen, nottingham, oneill or your own folders")
+
+
+    def check_metres(self) -> None:
+        """The metres must share one bar length that divides the phrase into whole bars."""
+        if not self.metres:
+            return
+        try:
+            lengths = {bar_steps(metre) for metre in self.metres}
+        except ValueError as error:
+            raise ConfigError(f"[data] metres: {error}") from None
+        if len(lengths) > 1 or self.seq_len % lengths.pop():
+            raise ConfigError(f"[data] metres {self.metres} must have bars of one length that "
+                              f"divides seq_len = {self.seq_len} (3/4 and 6/8: 12 steps)")
 
 
 @dataclass
@@ -246,6 +263,7 @@ class Recipe:
 
     path: Path | None
     stages: list[tuple[str, Config]]
+    init: str | None = None  # the model (name or folder) whose weights the first stage starts from
 
     @property
     def final(self) -> Config:
@@ -395,6 +413,9 @@ def recipe_from_dict(raw: dict, path: Path | None = None) -> Recipe:
     raw = dict(raw)
     stages_raw = raw.pop("stage", [])
     first = raw.pop("name", "stage-1")
+    init = raw.pop("init", None)
+    if init is not None and (not isinstance(init, str) or not init):
+        raise ConfigError(f"init must name a model or its directory, got {init!r}")
     if not isinstance(stages_raw, list) or not all(isinstance(s, dict) for s in stages_raw):
         raise ConfigError("[[stage]] must be an array of tables")
     stages = [("", from_dict(raw))]
@@ -414,7 +435,7 @@ def recipe_from_dict(raw: dict, path: Path | None = None) -> Recipe:
     names = [name for name, _ in stages]
     if len(set(names)) != len(names):
         raise ConfigError("two stages share one name")
-    return Recipe(path, stages)
+    return Recipe(path, stages, init)
 
 
 def load_recipe(path: str | Path) -> Recipe:

@@ -22,8 +22,17 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from glsr_live.midifile import MidiFileError, beat_notes_to_grid, read_notes
-from glsr_live.tokens import HOLD, REST, Grid, Note, Vocabulary, notes_to_tokens
+from glsr_live.midifile import MidiFileError, beat_notes_to_grid, read_metre, read_notes
+from glsr_live.tokens import (
+    HOLD,
+    METRE_BAR_STEPS,
+    REST,
+    Grid,
+    Note,
+    Vocabulary,
+    bar_steps,
+    notes_to_tokens,
+)
 
 LINE_REST = -1
 LINE_HOLD = -2
@@ -45,6 +54,7 @@ class Melody:
     name: str
     line: np.ndarray  # (steps,) int16 codes
     bars: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int32))  # bar-line steps
+    metre: str = ""  # the time signature of most of its bars ('6/8'); '' when it has none
 
 
 @dataclass
@@ -116,6 +126,21 @@ def bar_lines(part, grid: Grid) -> np.ndarray:
     return np.unique(np.array(starts, dtype=np.int32))
 
 
+def metre_of(part) -> str:
+    """The time signature in force over most of a part's measures ('3/4'), '' if it has none.
+
+    music21 gives some ABC pickups a stray signature of their own ('1/16'), hence the vote.
+    """
+    counts: dict[str, int] = {}
+    current = ""
+    for measure in part.getElementsByClass("Measure"):
+        if measure.timeSignature is not None:
+            current = measure.timeSignature.ratioString
+        if current:
+            counts[current] = counts.get(current, 0) + 1
+    return max(counts, key=counts.get) if counts else ""
+
+
 def melody_part(score) -> object:
     """The soprano part, else the part with the highest mean pitch, else the score itself.
 
@@ -135,8 +160,12 @@ def melody_part(score) -> object:
 
 
 def score_melody(name: str, score, grid: Grid) -> Melody:
-    part = melody_part(score)
-    return Melody(name, notes_to_line(part_to_notes(part, grid)), bar_lines(part, grid))
+    return part_melody(name, melody_part(score), grid)
+
+
+def part_melody(name: str, part, grid: Grid) -> Melody:
+    return Melody(name, notes_to_line(part_to_notes(part, grid)), bar_lines(part, grid),
+                  metre_of(part))
 
 
 def bach_filenames() -> list[str]:
@@ -226,15 +255,19 @@ def score_file_melody(path: Path, grid: Grid, track: str | None) -> Melody:
         named = [p for p in parts if track.lower() in str(p.partName or p.id).lower()]
         if not named:
             raise CorpusError(f"no part named like {track!r}")
-        part = named[0]
-        return Melody(str(path), notes_to_line(part_to_notes(part, grid)), bar_lines(part, grid))
+        return part_melody(str(path), named[0], grid)
     return score_melody(str(path), score, grid)
 
 
 def file_melody(path: Path, grid: Grid, track: str | None) -> Melody:
-    """A MIDI file's bars are the grid's from its first beat (its time signature is not read)."""
+    """A MIDI file's bars start at its first beat, one every bar of its first time signature
+    (the grid's when it has none or one we do not play)."""
     if path.suffix.lower() in MIDI_SUFFIXES:
-        return Melody(str(path), notes_to_line(beat_notes_to_grid(read_notes(path, track), grid)))
+        line = notes_to_line(beat_notes_to_grid(read_notes(path, track), grid))
+        metre = read_metre(path) or ""
+        bars = (np.arange(0, len(line), bar_steps(metre), dtype=np.int32)
+                if metre in METRE_BAR_STEPS else np.zeros(0, np.int32))
+        return Melody(str(path), line, bars, metre)
     return score_file_melody(path, grid, track)
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from glsr_live.attributes import ATTRIBUTES
-from glsr_live.tokens import HOLD, REST, Grid, Vocabulary
+from glsr_live.tokens import HOLD, REST, Grid, Vocabulary, bar_steps
 
 from .corpus import (
     COLLECTIONS,
@@ -36,9 +36,10 @@ from .corpus import (
 )
 from .families import LINK_SHARE, assign_families, overlap_share, tune_families, window_patterns
 
-CACHE_VERSION = 4
+CACHE_VERSION = 5  # 5: each melody's metre; parsed once for every phrase length
 WINDOW_MODES = ("stride", "bars")
 SPLITS = ("train", "val", "test")
+FAMILY_STEPS = 32  # families and splits come from windows this long, whatever the phrase length
 DEFAULT_CACHE = Path(os.environ.get("GLSR_CACHE", Path.home() / ".cache" / "glsr-live"))
 
 
@@ -53,10 +54,17 @@ class DatasetSettings:
     split: tuple[float, float] = (0.8, 0.9)  # cumulative fractions for train, val
     windows: str = "stride"  # "bars": windows start on the melody's own bar lines only
     max_shift: int | None = None  # transpose at most this many semitones each way (None: all)
+    metres: tuple[str, ...] = ()  # only tunes in these time signatures (empty: every tune)
 
     @property
     def grid(self) -> Grid:
         return Grid(self.steps_per_beat, self.beats_per_bar, self.seq_len)
+
+    @property
+    def parse_grid(self) -> Grid:
+        """The grid melodies are parsed on: the same lines serve every phrase length, and a
+        melody shorter than ``FAMILY_STEPS`` is left out of every dataset (splits agree)."""
+        return Grid(self.steps_per_beat, 4, FAMILY_STEPS)
 
     @property
     def sources(self) -> tuple[str, ...]:
@@ -66,8 +74,11 @@ class DatasetSettings:
 def dataset_settings(data) -> DatasetSettings:
     """The settings a training config's [data] section describes."""
     corpus = tuple(data.corpus) if isinstance(data.corpus, list | tuple) else data.corpus
+    metres = tuple(data.metres or ())
+    beats = bar_steps(metres[0]) // 4 if metres else 4
     return DatasetSettings(corpus=corpus, seq_len=data.seq_len, stride=data.stride,
-                           track=data.track, windows=data.windows, max_shift=data.max_shift)
+                           beats_per_bar=beats, track=data.track, windows=data.windows,
+                           max_shift=data.max_shift, metres=metres)
 
 
 def build_for(data, progress: bool = True, cache_dir: Path | None = None) -> Dataset:
@@ -86,6 +97,7 @@ class Dataset:
     lines: list[np.ndarray]
     bars: list[np.ndarray]  # per line: the steps of its bar lines (empty: the grid's)
     sources: list[str]  # per line: the corpus it came from
+    metres: list[str]  # per line: its time signature ('' unknown)
     splits: list[str]
     families: list[int]
     patterns: list[np.ndarray]  # per line: its windows' unique transposition-invariant patterns
@@ -99,8 +111,13 @@ class Dataset:
         return self.settings.grid
 
     def pieces(self, split: str, source: str | None = None) -> list[int]:
+        """Lines of ``split`` (of one source), in the chosen metres if the settings name some."""
         return [i for i, s in enumerate(self.splits)
-                if s == split and source in (None, self.sources[i])]
+                if s == split and source in (None, self.sources[i]) and self.in_metres(i)]
+
+    def in_metres(self, index: int) -> bool:
+        """Whether line ``index`` is in one of the settings' metres (every line if none)."""
+        return not self.settings.metres or self.metres[index] in self.settings.metres
 
     def line_windows(self, index: int, transpose: bool = True) -> np.ndarray:
         return line_windows(self.lines[index], self.settings, self.vocab, transpose,
@@ -157,8 +174,21 @@ def window_starts(length: int, settings: DatasetSettings, bars: np.ndarray | Non
     if settings.windows == "bars":
         if bars is None or len(bars) == 0:
             bars = np.arange(0, length, settings.grid.steps_per_bar)
-        return np.asarray(bars, dtype=np.int64)[np.asarray(bars) <= last]
+        starts = np.asarray(bars, dtype=np.int64)[np.asarray(bars) <= last]
+        return whole_bar_starts(starts, np.asarray(bars), settings) if settings.metres else starts
     return np.arange(0, last + 1, settings.stride)
+
+
+def whole_bar_starts(starts: np.ndarray, bars: np.ndarray, settings: DatasetSettings
+                     ) -> np.ndarray:
+    """The starts whose window is whole bars of the grid's length: each bar line inside it and
+    its end fall on the line's own bar lines (or past its last one), so a tune that changes
+    metre gives windows only where it is in the chosen one."""
+    bar = settings.grid.steps_per_bar
+    inner = np.arange(bar, settings.seq_len + 1, bar)  # (bars in a window,) offsets
+    ends = starts[:, None] + inner  # (N, bars)
+    on_lines = np.isin(ends, bars) | (ends > bars.max())
+    return starts[on_lines.all(axis=1)]
 
 
 def line_windows(
@@ -196,12 +226,15 @@ def split_by_family(lines: list[np.ndarray], names: list[str], settings: Dataset
     """(family id, split, unique window patterns) of every line: near-copies of a tune share a
     family and a split.
 
-    Families come from windows every ``stride`` steps whatever windows training uses, so a
-    source splits the same way in every mix (the melody model's Bach test split is
-    bach-soprano's). A line's patterns also include its own windows' (bar lines of a 6/8 tune
-    with an eighth pickup fall between those steps), so "unseen" means unseen at any offset.
+    Families come from windows of ``FAMILY_STEPS`` every ``stride`` steps whatever windows,
+    phrase length and metres training uses, so a source splits the same way in every mix and
+    every model: the melody model's Bach test split is bach-soprano's, and a 3/4 tune held out
+    of the melody model is held out of the waltz-jig model. A line's patterns also include its
+    own windows' (bar lines of a 6/8 tune with an eighth pickup fall between those steps), so
+    "unseen" means unseen at any offset.
     """
-    dense = replace(settings, windows="stride")
+    dense = replace(settings, windows="stride", seq_len=FAMILY_STEPS, beats_per_bar=4,
+                    metres=())
     windows = [line_windows(line, dense, vocab, transpose=False) for line in lines]
     patterns = [np.unique(window_patterns(w)) for w in windows]
     families = tune_families(patterns)
@@ -219,20 +252,19 @@ def split_by_family(lines: list[np.ndarray], names: list[str], settings: Dataset
 
 def cache_path(source: str, settings: DatasetSettings, cache_dir: Path) -> Path:
     """One cache file per source, so mixing sources never parses one twice."""
-    key = json.dumps(
-        [CACHE_VERSION, source, settings.steps_per_beat, settings.beats_per_bar,
-         settings.seq_len, corpus_fingerprint(source, settings.track)]
-    )
+    key = json.dumps([CACHE_VERSION, source, settings.steps_per_beat,
+                      corpus_fingerprint(source, settings.track)])
     digest = hashlib.sha1(key.encode()).hexdigest()[:16]
     return cache_dir / f"lines-{digest}.npz"
 
 
 def parse_corpus(source: str, settings: DatasetSettings, progress: bool) -> CorpusResult:
+    grid = settings.parse_grid
     if source == "bach":
-        return load_bach(settings.grid, progress)
+        return load_bach(grid, progress)
     if source in COLLECTIONS or source.startswith(EVALUATION_PREFIX):
-        return load_collection(source, settings.grid, progress)
-    return load_folder(Path(source), settings.grid, settings.track, progress)
+        return load_collection(source, grid, progress)
+    return load_folder(Path(source), grid, settings.track, progress)
 
 
 def save_cache(path: Path, result: CorpusResult) -> None:
@@ -247,6 +279,7 @@ def save_cache(path: Path, result: CorpusResult) -> None:
             lengths=lengths,
             bars=np.concatenate([m.bars for m in result.melodies]).astype(np.int32),
             bar_counts=np.array([len(m.bars) for m in result.melodies], dtype=np.int64),
+            metres=np.array([m.metre for m in result.melodies]),
             skipped=np.array(json.dumps(result.skipped)),
         )
     os.replace(handle.name, path)
@@ -258,8 +291,8 @@ def load_cache(path: Path) -> CorpusResult | None:
         with np.load(path, allow_pickle=False) as data:
             lines = np.split(data["lines"], np.cumsum(data["lengths"])[:-1])
             bars = np.split(data["bars"], np.cumsum(data["bar_counts"])[:-1])
-            melodies = [Melody(str(n), line, b)
-                        for n, line, b in zip(data["names"], lines, bars, strict=True)]
+            melodies = [Melody(str(n), line, b, str(metre)) for n, line, b, metre
+                        in zip(data["names"], lines, bars, data["metres"], strict=True)]
             skipped = json.loads(str(data["skipped"]))
     except (OSError, ValueError, KeyError, EOFError):
         return None
@@ -299,7 +332,8 @@ def build(
         raise CorpusError("no melody fits the model's pitch range")
     dataset = Dataset(settings=settings, names=[m.name for _, m in melodies],
                       lines=[m.line for _, m in melodies], bars=[m.bars for _, m in melodies],
-                      sources=[source for source, _ in melodies], splits=[], families=[],
+                      sources=[source for source, _ in melodies],
+                      metres=[m.metre for _, m in melodies], splits=[], families=[],
                       patterns=[], skipped=skipped, vocab=vocab,
                       from_cache=all(cached for *_, cached in loaded),
                       skipped_per_source=skipped_per_source)
@@ -321,7 +355,7 @@ def fit_to_vocab(melodies: list[tuple[str, Melody]], vocab: Vocabulary,
             continue
         shift = min(shifts, key=abs)
         line = np.where(melody.line >= 0, melody.line + shift, melody.line).astype(np.int16)
-        kept.append((source, Melody(melody.name, line, melody.bars)))
+        kept.append((source, Melody(melody.name, line, melody.bars, melody.metre)))
     return kept
 
 

@@ -80,14 +80,16 @@ def print_summary(info: dict, seconds: float) -> None:
 
 def export_midi(dataset, split: str, folder: Path, limit: int) -> int:
     """Write the melodies of ``split`` as MIDI files (whole tune families, in family order, up
-    to ``limit`` melodies); returns how many."""
+    to ``limit`` melodies), each in its time signature; returns how many."""
     pieces = sorted(dataset.pieces(split), key=lambda i: (dataset.families[i], i))
     pieces = pieces[:limit] if limit > 0 else pieces
     folder.mkdir(parents=True, exist_ok=True)
     for index in pieces:
         stem = re.sub(r"[^A-Za-z0-9._-]+", "_", dataset.names[index]).strip("_")[:80]
         write_notes(folder / f"{index:05d}-{stem}.mid", line_to_notes(dataset.lines[index]),
-                    dataset.grid, text=dataset.names[index])
+                    dataset.grid, text=dataset.names[index],
+                    metre=dataset.metres[index] if re.fullmatch(r"\d+/\d+", dataset.metres[index])
+                    else None)
     return len(pieces)
 
 

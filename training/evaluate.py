@@ -346,21 +346,24 @@ def trained_data(model: Model) -> dict:
     return model.info.raw.get("training", {}).get("config", {}).get("data", {})
 
 
-def model_settings(model: Model) -> DatasetSettings:
-    """The dataset settings the model was trained on (bach-soprano's before they were kept)."""
+def model_settings(model: Model, metre: str | None = None) -> DatasetSettings:
+    """The dataset settings the model was trained on (bach-soprano's before they were kept),
+    in one of its metres if ``metre`` is given."""
     data = trained_data(model)
     corpus = data.get("corpus", "bach")
+    metres = (metre,) if metre else tuple(data.get("metres") or ())
     return DatasetSettings(corpus=tuple(corpus) if isinstance(corpus, list) else corpus,
                            seq_len=model.info.grid.seq_len, stride=data.get("stride", 4),
+                           beats_per_bar=model.info.grid.beats_per_bar,
                            track=data.get("track"), windows=data.get("windows", "stride"),
-                           max_shift=data.get("max_shift"))
+                           max_shift=data.get("max_shift"), metres=metres)
 
 
-def trained_dataset(model: Model) -> Dataset:
+def trained_dataset(model: Model, metre: str | None = None) -> Dataset:
     """The dataset the model was trained on (built once per glsr-eval run: the family split of
-    a large mix takes a while)."""
+    a large mix takes a while), its tunes in ``metre`` only if given."""
     fixed = trained_data(model).get("vocab")  # a fine-tune's pitch range is its base's
-    dataset = build(model_settings(model), progress=False,
+    dataset = build(model_settings(model, metre), progress=False,
                     vocab=model.info.vocab if fixed else None)
     if dataset.vocab != model.info.vocab:
         raise ModelError("the model's vocabulary does not match the dataset's")
@@ -390,12 +393,17 @@ def windows_of(other: Model, model: Model, name: str) -> tuple[np.ndarray, np.nd
     return moved[fits], unseen[fits]
 
 
-def folder_windows(model: Model, folders: list[str]) -> np.ndarray:
+def folder_windows(model: Model, folders: list[str], metre: str | None = None) -> np.ndarray:
     """Every untransposed window of the melodies in ``folders`` (or music21 corpus names other
-    than the training ones), octave-moved into the model's range: melodies it never saw."""
-    settings = replace(model_settings(model), corpus=tuple(folders))
+    than the training ones), octave-moved into the model's range: melodies it never saw (those
+    in the model's metres, or in ``metre``, for a model trained on some)."""
+    settings = replace(model_settings(model, metre), corpus=tuple(folders))
     dataset = build(settings, progress=False, vocab=model.info.vocab)
-    chunks = [dataset.line_windows(i, transpose=False) for i in range(len(dataset.lines))]
+    chunks = [dataset.line_windows(i, transpose=False) for i in range(len(dataset.lines))
+              if dataset.in_metres(i)]
+    if not chunks:
+        raise CorpusError(f"no melody of {', '.join(folders)} is in "
+                          f"{metre or model.info.metre}")
     return np.concatenate(chunks)
 
 
@@ -424,6 +432,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     where.add_argument("--melodies", action="append", metavar="DIR",
                        help="every window of the melodies in DIR instead of a split: tunes "
                             "from outside the training collections (repeatable)")
+    parser.add_argument("--metre", help="only tunes in this one of the model's metres (a "
+                                        "model of several reports each alone too)")
     parser.add_argument("--out", type=Path, required=True, help="report directory")
     parser.add_argument("--phrases", type=int, default=300, help="phrases for axis sweeps")
     parser.add_argument("--preset", type=Path, default=default_preset(),
@@ -444,6 +454,8 @@ def run(args: argparse.Namespace) -> dict:
                                                   args.phrases, args.preset)
     if dataset is not None and len(dataset.settings.sources) > 1 and not args.corpus:
         report["per_corpus"] = per_source(model, dataset, args, list(axes))
+    if len(model.info.metres) > 1 and args.metre is None:
+        report["per_metre"] = per_metre(model, args, list(axes))
     if baseline is not None:
         report["baseline"], _ = evaluate_parts(baseline, windows, unseen, list(axes),
                                                args.phrases, None)
@@ -466,16 +478,33 @@ def per_source(model: Model, dataset: Dataset, args: argparse.Namespace, names: 
     return parts
 
 
+def per_metre(model: Model, args: argparse.Namespace, names: list[str]) -> dict:
+    """The metrics of each of the model's metres alone, on the same split or melodies."""
+    parts = {}
+    for metre in model.info.metres:
+        try:
+            windows, unseen, _ = evaluation_windows(model, argparse.Namespace(
+                **{**vars(args), "metre": metre}))
+        except CorpusError:  # no tune of the melodies is in this metre
+            parts[metre] = {"windows": 0}
+            continue
+        parts[metre] = (evaluate_parts(model, windows, unseen, names, args.phrases,
+                                       args.preset)[0] if len(windows) else {"windows": 0})
+    return parts
+
+
 def evaluation_windows(model: Model, args: argparse.Namespace
                        ) -> tuple[np.ndarray, np.ndarray, Dataset | None]:
     """The windows ``args`` ask for, their unseen mask, and the model's own dataset when they
     come from it."""
+    if args.metre is not None and args.metre not in model.info.metres:
+        raise CorpusError(f"--metre {args.metre}: the model plays {model.info.metre}")
     if args.melodies:
-        windows = folder_windows(model, args.melodies)
+        windows = folder_windows(model, args.melodies, args.metre)
         return windows, np.ones(len(windows), dtype=bool), None
     if args.windows_of:
         return *windows_of(Model(args.windows_of), model, args.split), None
-    dataset = trained_dataset(model)
+    dataset = trained_dataset(model, args.metre)
     return *split_windows(dataset, args.split, args.corpus), dataset
 
 
@@ -489,6 +518,9 @@ def print_report(report: dict) -> None:
     for source, part in report.get("per_corpus", {}).items():
         if part["windows"]:
             print_part(f"{source} alone", part, report["split"])
+    for metre, part in report.get("per_metre", {}).items():
+        if part["windows"]:
+            print_part(f"{metre} alone", part, report["split"])
 
 
 def print_part(label: str, part: dict, split: str) -> None:

@@ -133,6 +133,7 @@ def model_json(checkpoint: dict, windows: np.ndarray, stats: dict, run: Path,
         "seq_len": checkpoint["model_args"]["seq_len"],
         "steps_per_beat": steps_per_beat,
         "beats_per_bar": beats_per_bar,
+        "metres": config.data.metres or [f"{beats_per_bar}/4"],  # the time signatures it plays
         "latent_dim": checkpoint["model_args"]["latent_dim"],
         "attributes": [
             {"name": a["name"], "dim": a["dim"], "prior": {"mu": a["mu"], "sigma": a["sigma"]},

@@ -14,7 +14,7 @@ import torch
 from tqdm import tqdm
 
 from glsr_live.attributes import compute
-from glsr_live.tokens import Vocabulary
+from glsr_live.tokens import Grid, Vocabulary
 
 from .augment import augmented
 from .checkpoint import save_checkpoint
@@ -28,7 +28,7 @@ from .distributed import (
     broadcast_weights,
 )
 from .glsr import RegularisedAttribute
-from .model import GLSRVAE
+from .model import GLSRVAE, state_for_phrase
 from .objective import Batch, Setup, Weights, objective
 from .rhythm import syncopate
 from .rundir import append_metrics
@@ -107,15 +107,15 @@ def make_run(config: Config, out: Path, runtime: Runtime, resume: dict | None,
     model = GLSRVAE(config.model, dataset.vocab.size, config.data.seq_len).to(runtime.device)
     if init is not None:
         check_same_data(init, dataset.vocab)
-        try:
-            model.load_state_dict(init["model"])
-        except RuntimeError:
-            raise ConfigError("--init: that checkpoint's model has another shape than "
-                              "[model] here") from None
+        load_init(model, init, dataset.grid)
     broadcast_weights(model, runtime)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.train.lr,
                                  weight_decay=config.train.weight_decay)
     attributes = regularised_attributes(config, train, dataset)
+    transfer = init is not None and is_transfer(init, dataset.grid)
+    if transfer:
+        init = {key: value for key, value in init.items()
+                if key not in ("attributes", "latent_stats")}  # new phrases: axes of their own
     if init is not None and init.get("attributes") and config.regularize:
         # the axes keep their meaning: a knob moves the same attribute at the same rate
         attributes = [RegularisedAttribute(**a) for a in init["attributes"]]
@@ -129,6 +129,26 @@ def make_run(config: Config, out: Path, runtime: Runtime, resume: dict | None,
     return Run(config, out, runtime, dataset, torch.from_numpy(train),
                torch.from_numpy(val).to(runtime.device), model, optimizer, attributes, state,
                latent_stats=kept_latent_stats(resume, init))
+
+
+def is_transfer(init: dict, grid: Grid) -> bool:
+    """Whether ``init`` is a model of another phrase shape (a 4/4 model starting a 6/8 one)."""
+    return (init["model_args"]["seq_len"] != grid.seq_len
+            or list(init.get("grid", [grid.steps_per_beat, grid.beats_per_bar]))
+            != [grid.steps_per_beat, grid.beats_per_bar])
+
+
+def load_init(model: GLSRVAE, init: dict, grid: Grid) -> None:
+    """``init``'s weights; those of another phrase shape laid onto this one by bar position."""
+    state = init["model"]
+    if is_transfer(init, grid):
+        steps_per_beat, beats = init.get("grid", [4, 4])
+        state = state_for_phrase(state, model, steps_per_beat * beats, grid.steps_per_bar)
+    try:
+        model.load_state_dict(state)
+    except RuntimeError:
+        raise ConfigError("--init: that checkpoint's model has another shape than "
+                          "[model] here") from None
 
 
 def kept_latent_stats(resume: dict | None, init: dict | None) -> dict | None:

@@ -97,6 +97,22 @@ class GLSRVAE(nn.Module):
         return self.decode(mu)
 
 
+def state_for_phrase(state: dict, model: GLSRVAE, bar_from: int, bar_to: int) -> dict:
+    """``state`` (a model of another phrase length) with its decoder's step one-hots laid onto
+    ``model``'s steps by position in the bar: step s of the new phrase takes the column of the
+    same bar and the same 16th in the old one (bar_from, bar_to: steps per bar, old and new).
+    Every other weight is independent of the phrase length."""
+    if not model.config.step_inputs:
+        return state
+    key = "decoder.weight_ih_l0"
+    weights = state[key]  # (4H, d + 1 + L_old)
+    first = model.config.latent_dim + 1
+    old_len = weights.shape[1] - first
+    steps = torch.arange(model.seq_len)
+    source = (steps // bar_to * bar_from + steps % bar_to).clamp(max=old_len - 1)  # (L_new,)
+    return {**state, key: torch.cat([weights[:, :first], weights[:, first + source]], dim=1)}
+
+
 @torch.no_grad()
 def add_forget_bias(lstm: nn.LSTM, value: float) -> None:
     """Shift the forget gates (second quarter of each bias) by ``value``."""

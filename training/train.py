@@ -76,6 +76,8 @@ def recipe_of(args: argparse.Namespace) -> Recipe:
         recipe = recorded_recipe(args.out)
     else:
         raise ConfigError("--config is required for a new run")
+    if recipe.init is not None and args.init is None and not args.resume:
+        args.init = init_weights(recipe)
     last = recipe.final
     if args.regularize is not None:
         for _, config in recipe.stages:
@@ -88,6 +90,19 @@ def recipe_of(args: argparse.Namespace) -> Recipe:
         last.train.lr_final *= args.lr / last.train.lr
         last.train.lr = args.lr
     return recipe
+
+
+def init_weights(recipe: Recipe) -> Path:
+    """The weights.pt of the model a recipe's ``init`` names: a folder beside the recipe file,
+    or an installed model's name."""
+    from glsr_live.catalog import resolve_model
+
+    beside = (recipe.path.parent / recipe.init) if recipe.path else None
+    directory = beside if beside is not None and beside.is_dir() else resolve_model(recipe.init)
+    weights = directory / "weights.pt"
+    if not weights.is_file():
+        raise ConfigError(f"init = {recipe.init!r}: {directory} has no weights.pt")
+    return weights
 
 
 def main(argv: list[str] | None = None) -> int:
