@@ -127,3 +127,25 @@ def test_a_learning_rate_that_is_not_positive_is_refused_in_one_line(tmp_path):
                           capture_output=True, text=True, env=ENV, timeout=120)
     assert done.returncode == 2 and "--lr: must be a positive number" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_a_frozen_encoder_keeps_its_weights_and_the_decoder_learns(tmp_path):
+    """--freeze encoder: the base's encoder comes out bit for bit, the decoder does not."""
+    folder = tmp_path / "mine"
+    write_tunes(folder, 6, seed=3)
+    run = tmp_path / "run"
+    done = subprocess.run([*GLSR_TRAIN, "--corpus", str(folder), "--out", str(run),
+                           "--max-steps", "3", "--processes", "1", "--freeze", "encoder",
+                           "--no-export"], capture_output=True, text=True, env=ENV,
+                          timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    base = load_checkpoint(resolve_model(None) / "weights.pt")["model"]
+    tuned = load_checkpoint(run / "latest.pt")
+    assert tuned["config"]["train"]["freeze"] == ["encoder"]
+    for name, weights in tuned["model"].items():
+        same = bool((weights == base[name]).all())
+        assert same == name.startswith(("embed.", "encoder.", "to_mu.", "to_logvar.")), name
+    refused = subprocess.run([*GLSR_TRAIN, "--out", str(run), "--freeze", "encoder",
+                              "--config", "presets/train/tiny.toml"], capture_output=True,
+                             text=True, env=ENV, timeout=120)
+    assert refused.returncode == 2 and "--freeze goes with --corpus" in refused.stderr

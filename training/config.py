@@ -22,6 +22,8 @@ from typing import Any, Literal
 
 from glsr_live.tokens import bar_steps
 
+FREEZABLE = ("encoder", "decoder", "output")  # the model's parts a fine-tune may hold still
+
 
 class ConfigError(ValueError):
     """A configuration the user must fix; the message is one line."""
@@ -110,6 +112,8 @@ class TrainConfig:
     patience: int = at_least(1, 8)  # evaluations without val improvement, after annealing
     warmup: int = at_least(0, 200)  # steps of linear learning-rate warm-up before the decay
     seed: int = 0
+    freeze: list[str] = rule(  # parts that keep their weights: encoder, decoder, output
+        lambda v: set(v) <= set(FREEZABLE), f"a list of {', '.join(FREEZABLE)}", factory=list)
 
 
 @dataclass

@@ -63,9 +63,10 @@ def base_weights(init: Path | None) -> tuple[Path, dict, Path | None]:
 
 
 def fine_tune_config(base: dict, folders: list[str], max_steps: int | None,
-                     max_minutes: float | None, lr: float | None = None) -> Config:
+                     max_minutes: float | None, lr: float | None = None,
+                     freeze: list[str] | None = None) -> Config:
     """The base checkpoint's config on ``folders``, in its pitch range: every term at its final
-    weight from step 0."""
+    weight from step 0, the ``freeze`` parts held still."""
     config = from_dict(base["config"])
     config.data = replace(config.data, corpus=folders, max_windows=0,
                           vocab=[int(v) for v in base["vocab"]])
@@ -77,7 +78,8 @@ def fine_tune_config(base: dict, folders: list[str], max_steps: int | None,
     config.train = replace(config.train, lr=lr, lr_final=lr_final, warmup=50,
                            max_steps=max_steps or FINE_TUNE_STEPS,
                            max_minutes=max_minutes or FINE_TUNE_MINUTES, eval_every=100,
-                           checkpoint_every=100, patience=5, eval_windows=2048)
+                           checkpoint_every=100, patience=5, eval_windows=2048,
+                           freeze=list(freeze or []))
     return config
 
 
@@ -117,7 +119,7 @@ def fine_tune(args: argparse.Namespace) -> int:
             recipe, init = scratch_recipe(args.config or default_recipe(), folders), None
         else:
             config = fine_tune_config(base, folders, args.max_steps, args.max_minutes,
-                                      args.lr)
+                                      args.lr, args.freeze)
             if args.max_steps is None:  # as many steps as the folder's size calls for
                 config.train = replace(config.train, max_steps=steps_for(config))
             recipe = Recipe(None, [("", config)])

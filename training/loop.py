@@ -109,7 +109,9 @@ def make_run(config: Config, out: Path, runtime: Runtime, resume: dict | None,
         check_same_data(init, dataset.vocab)
         load_init(model, init, dataset.grid)
     broadcast_weights(model, runtime)
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.train.lr,
+    model.freeze(config.train.freeze)
+    optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad],
+                                 lr=config.train.lr,
                                  weight_decay=config.train.weight_decay)
     attributes = regularised_attributes(config, train, dataset)
     transfer = init is not None and is_transfer(init, dataset.grid)

@@ -39,6 +39,17 @@ class GLSRVAE(nn.Module):
         for lstm in (self.encoder, self.decoder):
             add_forget_bias(lstm, args.forget_bias)
 
+    def parts(self, name: str) -> list[nn.Module]:
+        """The modules of one of config.FREEZABLE's parts."""
+        return {"encoder": [self.embed, self.encoder, self.to_mu, self.to_logvar],
+                "decoder": [self.decoder], "output": [self.to_logits]}[name]
+
+    def freeze(self, names: list[str]) -> None:
+        """Hold the named parts' weights still (no gradient, so no update)."""
+        for name in names:
+            for module in self.parts(name):
+                module.requires_grad_(False)
+
     def shape(self) -> dict:
         """What rebuilds this model (a checkpoint's ``model_args``)."""
         return {"vocab_size": self.vocab_size, "seq_len": self.seq_len, **asdict(self.config)}

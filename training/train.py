@@ -19,7 +19,7 @@ import torch.distributed as dist
 from glsr_live.errors import ModelError
 
 from .checkpoint import CheckpointError
-from .config import ConfigError, Recipe, load_recipe
+from .config import FREEZABLE, ConfigError, Recipe, load_recipe
 from .corpus import CorpusError
 from .distributed import default_processes, launch
 from .stages import recorded_recipe, run_recipe
@@ -58,11 +58,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="fine-tune on your own melodies (MIDI/MusicXML/ABC files under "
                              "DIR; repeatable) from the default model, or --init MODEL_DIR; "
                              "writes OUT/fit-report.md")
+    parser.add_argument("--freeze", action="append", choices=FREEZABLE, default=None,
+                        help="with --corpus: hold this part of the model still (repeatable)")
     parser.add_argument("--from-scratch", action="store_true",
                         help="with --corpus: train the melody recipe (or --config) on DIR alone")
     args = parser.parse_args(argv)
     if args.from_scratch and not args.corpus:
         parser.error("--from-scratch goes with --corpus")
+    if args.freeze and (not args.corpus or args.from_scratch):
+        parser.error("--freeze goes with --corpus (a fine-tune)")
     if args.processes is not None and args.processes < 1:
         parser.error("--processes must be at least 1")
     return args
