@@ -110,3 +110,12 @@ def test_the_view_says_how_much_of_the_phrase_the_variation_keeps(fake_model):
     assert total == 8 and kept < 8
     assert f"playing ({kept} of 8 kept)" in render_text(LiveView("m"), engine, 4.2, 100)
     assert f"notes, {kept} of 8 kept" in status_line(engine, 4.2)
+
+
+@pytest.mark.parametrize(("metre", "where"), [(None, "4/4  bar 3.1"), ("2/4", "2/4  bar 5.1"),
+                                              ("6/8", "6/8  bar 3.2")])
+def test_the_header_says_the_metre_and_counts_its_bars_and_beats(playing_engine, metre, where):
+    """At 4.2 s and 120 BPM the clock is on step 33: bar 3 of 4/4, bar 5 of 2/4, and in 6/8
+    (12 steps a bar, beats of a dotted quarter) the second beat of bar 3."""
+    header = render_text(LiveView("m", metre=metre), playing_engine, 4.2, 100).splitlines()[0]
+    assert where in header, header
