@@ -424,7 +424,8 @@ def summary(dataset: Dataset) -> dict:
         "window_starts": ("bar lines" if dataset.settings.windows == "bars"
                           else f"every {dataset.settings.stride} steps"),
         "max_shift": dataset.settings.max_shift,
-        "pieces": len(dataset.names),
+        "pieces": sum(pieces.values()),  # in the chosen metres, if any
+        "metres": list(dataset.settings.metres),
         "pieces_per_split": pieces,
         "families": len(set(dataset.families)),
         "families_per_split": {split: len({dataset.families[i] for i in dataset.pieces(split)})

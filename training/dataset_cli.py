@@ -56,7 +56,8 @@ def print_summary(info: dict, seconds: float) -> None:
     windows = info["windows"]
     print(f"corpus      {info['corpus']} ({'cached' if info['from_cache'] else 'parsed'} "
           f"in {seconds:.1f} s)")
-    print(f"pieces      {info['pieces']} used, {info['skipped']} skipped; per split "
+    metres = f" (tunes in {', '.join(info['metres'])})" if info["metres"] else ""
+    print(f"pieces      {info['pieces']} used{metres}, {info['skipped']} skipped; per split "
           + ", ".join(f"{k} {v}" for k, v in info["pieces_per_split"].items()))
     for piece, reason in list(info["skipped_reasons"].items())[:10]:
         print(f"  skipped   {piece}: {reason}")
