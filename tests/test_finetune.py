@@ -149,3 +149,15 @@ def test_a_frozen_encoder_keeps_its_weights_and_the_decoder_learns(tmp_path):
                               "--config", "presets/train/tiny.toml"], capture_output=True,
                              text=True, env=ENV, timeout=120)
     assert refused.returncode == 2 and "--freeze goes with --corpus" in refused.stderr
+
+
+def test_a_waltz_jig_fine_tune_on_four_four_tunes_says_why_it_has_no_data(tmp_path):
+    folder = tmp_path / "reels"
+    write_tunes(folder, 4, seed=2)  # MIDI files in 4/4
+    done = subprocess.run([*GLSR_TRAIN, "--corpus", str(folder), "--init", "waltz-jig",
+                           "--out", str(tmp_path / "run"), "--processes", "1"],
+                          capture_output=True, text=True, env=ENV, timeout=600)
+    assert done.returncode == 2, done.stderr[-2000:]
+    assert done.stderr.strip().splitlines() == [
+        "glsr-train: too little data: 0 train / 0 val windows of tunes in 3/4 or 6/8 (a "
+        "file's first time signature)"]

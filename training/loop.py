@@ -102,7 +102,10 @@ def make_run(config: Config, out: Path, runtime: Runtime, resume: dict | None,
         config.train.batch_size = max(1, min(config.train.batch_size, len(train)))
         config.glsr.batch = min(config.glsr.batch, config.train.batch_size)
     if len(train) < config.train.batch_size or len(val) == 0:
-        raise ConfigError(f"too little data: {len(train)} train / {len(val)} val windows")
+        metres = config.data.metres
+        where = f" of tunes in {' or '.join(metres)} (a file's first time signature)" \
+            if metres else ""
+        raise ConfigError(f"too little data: {len(train)} train / {len(val)} val windows{where}")
     torch.manual_seed(config.train.seed + runtime.rank)
     model = GLSRVAE(config.model, dataset.vocab.size, config.data.seq_len).to(runtime.device)
     if init is not None:
