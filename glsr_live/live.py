@@ -95,11 +95,12 @@ def make_engine(models: list, preset: Preset, clock_kind: str, bpm: float, seed:
 
 
 def session_settings(args: argparse.Namespace, model_dirs: list[Path], preset: Preset,
-                     seed: int) -> dict:
-    """What a replay needs to rebuild this engine: models, the preset itself, clock, seed."""
+                     seed: int, metre: str | None = None) -> dict:
+    """What a replay needs to rebuild this engine: models, the preset itself, clock, seed;
+    and the metre played, for the file's time signature."""
     return {"version": __version__, "models": [str(d.resolve()) for d in model_dirs],
             "preset_toml": dump_preset(preset), "clock": args.clock, "bpm": args.bpm,
-            "seed": seed}
+            "seed": seed, **({"metre": metre} if metre else {})}
 
 
 def with_channel(preset: Preset, channel: int | None) -> Preset:
@@ -142,13 +143,13 @@ def run_live(args: argparse.Namespace, model_dirs: list[Path], preset_path: Path
     except BaseException:
         inport.close()
         raise
+    metre = getattr(args, "metre", None) or model.info.metres[0]
     recorder = None
     if args.record is not None:
         recorder = SessionRecorder(session_path(args.record),
-                                   session_settings(args, model_dirs, preset, seed),
+                                   session_settings(args, model_dirs, preset, seed, metre),
                                    clock=time.perf_counter,
                                    bpm=args.bpm if args.clock == "internal" else 120.0)
-    metre = getattr(args, "metre", None) or model.info.metres[0]
     view = live_view(args, model_dir.name, metre)
     daemon = Daemon(engine, inport, outport,
                     show_status=view.show if view is not None else None,

@@ -125,6 +125,8 @@ class SessionRecorder:
         self.tempo = TempoMap(tempo_of(bpm))
         self.tracks = {name: TrackBuffer(name) for name in TRACKS}
         self.tracks["in"].append(0, tempo_event(self.tempo.tempos[0]))
+        if settings.get("metre"):  # a DAW draws the session's bars in the metre played
+            self.tracks["in"].append(0, signature_event(settings["metre"]))
         # started: the session's zero on this machine's clock (perf_counter: CLOCK_MONOTONIC),
         # so another program's timestamps can be laid against the file's
         settings = {**settings, "started": self.started}
@@ -262,6 +264,13 @@ class LatestWriter:
 
 def tempo_event(tempo: int) -> bytes:
     return meta_bytes(0x51, tempo.to_bytes(3, "big"))
+
+
+def signature_event(metre: str) -> bytes:
+    """A time-signature meta event ('6/8': numerator 6, denominator 2**3, a click every 24
+    MIDI clocks, 8 32nds a quarter)."""
+    numerator, denominator = (int(part) for part in metre.split("/"))
+    return meta_bytes(0x58, bytes([numerator, denominator.bit_length() - 1, 24, 8]))
 
 
 def session_path(folder: Path) -> Path:

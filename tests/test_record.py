@@ -197,3 +197,16 @@ def test_a_session_whose_loop_stalled_replays_note_for_note(tmp_path):
     assert read_session(session_file).stalls  # the stall was recorded
     result = replay_file(session_file, tmp_path / "replayed.mid")
     assert result["identical"], result
+
+
+def test_a_session_in_six_eight_carries_its_time_signature(tmp_path):
+    from glsr_live.midifile import read_metre
+
+    recorder = SessionRecorder(tmp_path / "s.mid", {"seed": 1, "metre": "6/8"},
+                               clock=DrivenClock())
+    recorder.drain()
+    assert read_metre(tmp_path / "s.mid") == "6/8"  # a DAW draws its bars
+    assert read_session(tmp_path / "s.mid").settings["metre"] == "6/8"
+    plain = SessionRecorder(tmp_path / "t.mid", {"seed": 1}, clock=DrivenClock())
+    plain.drain()
+    assert read_metre(tmp_path / "t.mid") is None
