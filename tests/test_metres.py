@@ -22,6 +22,8 @@ from glsr_live.midifile import read_metre, write_played
 from glsr_live.model import parse_model_json
 from glsr_live.tokens import Grid, plays
 
+ROOT = Path(__file__).resolve().parents[1]
+
 JIG = """X:1
 T:A jig that turns into a reel
 M:6/8
@@ -153,3 +155,23 @@ def test_written_files_keep_their_metre(tmp_path):
     assert read_metre(path) == "6/8"
     write_played(path, [(0.0, 4.0, 62, 90)], Grid(4, 3, 24), 100.0)
     assert read_metre(path) == "3/4"  # quarter-note bars of the grid without one
+
+
+def test_phrase_eval_and_glsr_eval_read_six_eight_tunes_for_the_waltz_jig_model(tmp_path):
+    from glsr_train import evaluate, phrase_eval
+
+    folder = tmp_path / "jigs"
+    folder.mkdir()
+    for index in range(3):
+        write_walk(folder / f"jig{index}.mid", 100 + index, 6, 8)
+    write_walk(folder / "reel.mid", 200, 4, 4)
+    model = str(ROOT / "presets" / "models" / "waltz-jig")
+    out = tmp_path / "kept.json"
+    assert phrase_eval.main([model, "--melodies", str(folder), "--phrases", "3",
+                             "--fidelity", "8", "--metre", "6/8", "--out", str(out)]) == 0
+    assert json.loads(out.read_text())["fidelity 8"]["rest_exact"] == 1.0
+    report = evaluate.run(evaluate.parse_args([model, "--melodies", str(folder), "--out",
+                                               str(tmp_path / "r"), "--phrases", "4",
+                                               "--no-figures"]))
+    assert report["per_metre"]["6/8"]["windows"] == report["regularised"]["windows"] > 0
+    assert report["per_metre"]["3/4"] == {"windows": 0}  # no waltz in the folder

@@ -497,15 +497,16 @@ def evaluation_windows(model: Model, args: argparse.Namespace
                        ) -> tuple[np.ndarray, np.ndarray, Dataset | None]:
     """The windows ``args`` ask for, their unseen mask, and the model's own dataset when they
     come from it."""
-    if args.metre is not None and args.metre not in model.info.metres:
-        raise CorpusError(f"--metre {args.metre}: the model plays {model.info.metre}")
+    metre = getattr(args, "metre", None)
+    if metre is not None and metre not in model.info.metres:
+        raise CorpusError(f"--metre {metre}: the model plays {model.info.metre}")
     if args.melodies:
-        windows = folder_windows(model, args.melodies, args.metre)
+        windows = folder_windows(model, args.melodies, metre)
         return windows, np.ones(len(windows), dtype=bool), None
     if args.windows_of:
         return *windows_of(Model(args.windows_of), model, args.split), None
-    dataset = trained_dataset(model, args.metre)
-    return *split_windows(dataset, args.split, args.corpus), dataset
+    dataset = trained_dataset(model, metre)
+    return *split_windows(dataset, args.split, getattr(args, "corpus", None)), dataset
 
 
 def print_report(report: dict) -> None:

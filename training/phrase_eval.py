@@ -113,6 +113,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("model", type=Path)
     parser.add_argument("--split", default="val", choices=["train", "val", "test"])
     parser.add_argument("--melodies", action="append", metavar="DIR|music21:NAME")
+    parser.add_argument("--metre", help="only tunes in this one of the model's metres")
     parser.add_argument("--phrases", type=int, default=200)
     parser.add_argument("--fidelity", type=float, action="append",
                         help="fidelities to compare (default: 0 and 8)")
