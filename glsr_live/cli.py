@@ -19,9 +19,10 @@ from .catalog import (
     resolve_preset,
 )
 from .errors import MidiFileError, ModelError
+from .tokens import METRE_BAR_STEPS
 
 EXIT_USAGE = 2
-METRES = ("4/4", "2/2", "2/4", "3/4", "6/8")
+METRES = tuple(METRE_BAR_STEPS)  # the metres a phrase can be two bars of
 EXIT_FAILURE = 1
 
 
