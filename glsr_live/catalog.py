@@ -13,7 +13,7 @@ import os
 from pathlib import Path
 
 from .errors import ModelError
-from .tokens import plays
+from .tokens import declared_metres, plays
 
 PRESETS_ENV = "GLSR_LIVE_PRESETS"
 DEFAULT_MODEL = "melody"
@@ -57,8 +57,7 @@ def installed_models() -> dict[str, Path]:
 def model_metres(path: Path) -> list[str]:
     """The time signatures a model directory's model.json says it plays ([] if unreadable)."""
     try:
-        info = json.loads((path / "model.json").read_text())
-        return list(info.get("metres") or [f"{info['beats_per_bar']}/4"])
+        return declared_metres(json.loads((path / "model.json").read_text()))
     except (OSError, ValueError, KeyError, TypeError):
         return []
 
@@ -115,8 +114,7 @@ def model_line(name: str, path: Path) -> str:
     try:
         info = json.loads((path / "model.json").read_text())
         axes = ", ".join(f"{a['name']}@z{a['dim']}" for a in info["attributes"])
-        metres = info.get("metres") or [f"{info['beats_per_bar']}/4"]
-        shape = f"{' and '.join(metres)}, d={info['latent_dim']}"
+        shape = f"{' and '.join(declared_metres(info))}, d={info['latent_dim']}"
     except (OSError, ValueError, KeyError, TypeError):
         return f"{name:14s} unreadable model.json ({path})"
     return (f"{name:14s} {axes or 'no regularised axes'}; {shape}; "

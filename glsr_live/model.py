@@ -17,7 +17,7 @@ import numpy as np
 
 from .attributes import compute
 from .errors import ModelError
-from .tokens import HOLD, Grid, Vocabulary, bar_steps, canonical, plays
+from .tokens import HOLD, Grid, Vocabulary, bar_steps, canonical, declared_metres, plays
 
 FORMAT_VERSION = 1
 log = logging.getLogger("glsr_live.model")
@@ -55,9 +55,8 @@ class ModelInfo:
 
     @property
     def metres(self) -> list[str]:
-        """The time signatures it was trained on (model.json's ``metres``; a model exported
-        before that field plays quarter-note bars of ``beats_per_bar``)."""
-        return list(self.raw.get("metres") or [f"{self.grid.beats_per_bar}/4"])
+        """The time signatures it was trained on (``declared_metres``)."""
+        return declared_metres(self.raw)
 
     @property
     def metre(self) -> str:

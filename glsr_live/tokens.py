@@ -38,6 +38,12 @@ def bar_steps(metre: str) -> int:
     return METRE_BAR_STEPS[metre]
 
 
+def declared_metres(model_json: dict) -> list[str]:
+    """The time signatures a model.json says its model plays (``metres``); a model exported
+    before that field plays quarter-note bars of ``beats_per_bar``."""
+    return list(model_json.get("metres") or [f"{model_json['beats_per_bar']}/4"])
+
+
 def plays(metres: list[str], metre: str) -> bool:
     """A model trained on ``metres`` plays ``metre``: its own, and on a 4/4 grid 2/2 (the same
     bar) and 2/4 (two of its bars to one)."""
