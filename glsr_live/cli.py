@@ -181,7 +181,8 @@ def cmd_render(args: argparse.Namespace) -> int:
     knobs = [parse_knob_setting(k) for k in args.knob]
     targets = [parse_target(t) for t in args.target]
     sweeps = [parse_sweep(s) for s in args.sweep]
-    model = Model(model_directory(args, args.metre or read_metre(args.input)))
+    metre = args.metre or read_metre(args.input)  # the file's, read once
+    model = Model(model_directory(args, metre))
     from .engine import DEFAULT_FIDELITY
 
     fidelity = DEFAULT_FIDELITY if args.fidelity is None else args.fidelity
@@ -189,7 +190,7 @@ def cmd_render(args: argparse.Namespace) -> int:
         raise ValueError(f"--fidelity must be 0..20 nats, got {fidelity:g}")
     summary = render(args.input, args.output, model, knobs, sweeps, args.png, args.bpm,
                      args.temperature, targets=targets, morph=args.morph, fidelity=fidelity,
-                     quantise=args.quantise, bars=parse_bars(args.bars), metre=args.metre)
+                     quantise=args.quantise, bars=parse_bars(args.bars), metre=metre)
     head = summary[0]
     if head["dropped"]:
         print(f"warning: {head['dropped']} note(s) of the file not played: a phrase plays its "

@@ -102,8 +102,8 @@ def read_metre(path: str | Path) -> str | None:
     return None
 
 
-def signature_event(metre: str | None, grid: Grid) -> mido.MetaMessage:
-    """The time-signature event of ``metre``, else quarter-note bars of the grid."""
+def signature_event(metre: str | None, grid: Grid | None = None) -> mido.MetaMessage:
+    """The time-signature event of ``metre``, else quarter-note bars of ``grid``."""
     numerator, denominator = (int(x) for x in metre.split("/")) if metre else (
         grid.beats_per_bar, 4)
     return mido.MetaMessage("time_signature", numerator=numerator, denominator=denominator,

@@ -29,7 +29,7 @@ from pathlib import Path
 import mido
 
 from .errors import MidiFileError
-from .midifile import open_midi
+from .midifile import open_midi, signature_event
 
 TICKS_PER_BEAT = 960  # at 240 BPM a tick is 0.26 ms
 TEMPO_CHANGE_BPM = 0.25  # a MIDI clock's tempo is written again when it moved this far
@@ -126,7 +126,8 @@ class SessionRecorder:
         self.tracks = {name: TrackBuffer(name) for name in TRACKS}
         self.tracks["in"].append(0, tempo_event(self.tempo.tempos[0]))
         if settings.get("metre"):  # a DAW draws the session's bars in the metre played
-            self.tracks["in"].append(0, signature_event(settings["metre"]))
+            signature = signature_event(settings["metre"])  # mido encodes it
+            self.tracks["in"].append(0, bytes(signature.bytes()))
         # started: the session's zero on this machine's clock (perf_counter: CLOCK_MONOTONIC),
         # so another program's timestamps can be laid against the file's
         settings = {**settings, "started": self.started}
@@ -264,13 +265,6 @@ class LatestWriter:
 
 def tempo_event(tempo: int) -> bytes:
     return meta_bytes(0x51, tempo.to_bytes(3, "big"))
-
-
-def signature_event(metre: str) -> bytes:
-    """A time-signature meta event ('6/8': numerator 6, denominator 2**3, a click every 24
-    MIDI clocks, 8 32nds a quarter)."""
-    numerator, denominator = (int(part) for part in metre.split("/"))
-    return meta_bytes(0x58, bytes([numerator, denominator.bit_length() - 1, 24, 8]))
 
 
 def session_path(folder: Path) -> Path:
