@@ -455,7 +455,7 @@ def run(args: argparse.Namespace) -> dict:
     if dataset is not None and len(dataset.settings.sources) > 1 and not args.corpus:
         report["per_corpus"] = per_source(model, dataset, args, list(axes))
     if len(model.info.metres) > 1 and args.metre is None:
-        report["per_metre"] = per_metre(model, args, list(axes))
+        report["per_metre"] = per_metre(model, args, list(axes), dataset)
     if baseline is not None:
         report["baseline"], _ = evaluate_parts(baseline, windows, unseen, list(axes),
                                                args.phrases, None)
@@ -478,19 +478,28 @@ def per_source(model: Model, dataset: Dataset, args: argparse.Namespace, names: 
     return parts
 
 
-def per_metre(model: Model, args: argparse.Namespace, names: list[str]) -> dict:
-    """The metrics of each of the model's metres alone, on the same split or melodies."""
+def per_metre(model: Model, args: argparse.Namespace, names: list[str],
+              dataset: Dataset | None) -> dict:
+    """The metrics of each of the model's metres alone, on the same split (cut from the
+    dataset already built) or melodies."""
     parts = {}
     for metre in model.info.metres:
         try:
-            windows, unseen, _ = evaluation_windows(model, argparse.Namespace(
-                **{**vars(args), "metre": metre}))
+            windows, unseen = metre_windows(model, args, dataset, metre)
         except CorpusError:  # no tune of the melodies is in this metre
-            parts[metre] = {"windows": 0}
-            continue
+            windows = np.zeros((0, model.info.grid.seq_len), np.int64)
         parts[metre] = (evaluate_parts(model, windows, unseen, names, args.phrases,
                                        args.preset)[0] if len(windows) else {"windows": 0})
     return parts
+
+
+def metre_windows(model: Model, args: argparse.Namespace, dataset: Dataset | None,
+                  metre: str) -> tuple[np.ndarray, np.ndarray]:
+    """The windows (and unseen mask) of ``args``'s split or melodies in ``metre`` alone."""
+    if dataset is None:
+        return evaluation_windows(model, argparse.Namespace(**{**vars(args), "metre": metre}))[:2]
+    alone = replace(dataset, settings=replace(dataset.settings, metres=(metre,)))
+    return split_windows(alone, args.split, getattr(args, "corpus", None))
 
 
 def evaluation_windows(model: Model, args: argparse.Namespace
