@@ -154,6 +154,38 @@ def test_a_staged_recipe_trains_each_stage_from_the_one_before(tmp_path):
     assert lost.returncode == 2 and "nothing to resume" in lost.stderr
 
 
+def test_from_stage_trains_only_the_later_stages_from_the_weights_given(tmp_path):
+    """--from-stage NAME --init W: the stages before NAME are marked finished untrained, NAME
+    starts from W, and a resume without the flag goes on from there."""
+    recipe = tmp_path / "staged.toml"
+    recipe.write_text(TINY.read_text() + STAGES)
+    start = tmp_path / "start"
+    assert train("--config", str(TINY), "--out", str(start), "--no-export",
+                 "--max-steps", "10").returncode == 0
+    run = tmp_path / "run"
+    done = train("--config", str(recipe), "--out", str(run), "--from-stage", "slower",
+                 "--init", str(start / "best.pt"), "--no-export")
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "stage 1/3" not in done.stdout and "stage 2/3" in done.stdout
+    first, second = run / "stages" / "1-stage-1", run / "stages" / "2-slower"
+    assert (first / "finished").exists() and not (first / "best.pt").exists()
+    origin = load_checkpoint(second / "best.pt")["provenance"]
+    assert Path(origin["init_chain"][0]["checkpoint"]) == start / "best.pt"
+    assert load_checkpoint(run / "best.pt")["state"]["step"] == 10
+    for name in ("latest.pt", "previous.pt", "best.pt", "metrics.jsonl"):
+        (run / name).unlink(missing_ok=True)
+    (second / "finished").unlink()
+    again = train("--out", str(run), "--resume", "--config", str(recipe), "--no-export")
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert "stage 1/3" not in again.stdout and "resuming at step 20" in again.stdout
+    unknown = train("--config", str(recipe), "--out", str(tmp_path / "x"), "--from-stage",
+                    "fast", "--init", str(start / "best.pt"))
+    assert unknown.returncode == 2 and "the recipe's stages are 'stage-1', 'slower', 'last'" \
+        in unknown.stderr
+    alone = train("--config", str(recipe), "--out", str(tmp_path / "y"), "--from-stage", "last")
+    assert alone.returncode == 2 and "--from-stage needs --init" in alone.stderr
+
+
 def test_a_plain_command_trains_on_every_core_with_averaged_gradients(tmp_path):
     """No --processes: one rank per core (2 here), each on its share of every batch; rank 0
     alone logs; the ranks end with equal weights."""

@@ -52,12 +52,19 @@ def run_recipe(args: argparse.Namespace, recipe: Recipe, init: dict | None = Non
     """Each stage in turn (a finished one is kept), then the export."""
     runtime = setup_runtime(args.device)
     init_path = args.init
+    start = first_stage(recipe, getattr(args, "from_stage", None))
     for index, (name, config) in enumerate(recipe.stages):
         last = index == len(recipe.stages) - 1
         out = stage_folder(args.out, index, name, last)
-        if (out / FINISHED).exists():
-            init_path, init = out / "best.pt", None
+        if index < start:
+            mark_skipped(out, runtime, init_path)
             continue
+        if (out / FINISHED).exists():
+            if (out / "best.pt").exists():  # a skipped stage (--from-stage) has none
+                init_path, init = out / "best.pt", None
+            continue
+        if init_path is None and index > 0 and not (out / "latest.pt").exists():
+            raise ConfigError(f"stage {name!r} starts after skipped stages: give --init")
         if runtime.main and len(recipe.stages) > 1:
             print(f"glsr-train: stage {index + 1}/{len(recipe.stages)} {name or ''} in {out}",
                   flush=True)
@@ -74,6 +81,19 @@ def run_recipe(args: argparse.Namespace, recipe: Recipe, init: dict | None = Non
         code = export_model(args.out, args.export or args.out / "model")
     barrier(runtime)  # no rank leaves while another still talks to it (gloo aborts then)
     return code
+
+
+def first_stage(recipe: Recipe, name: str | None) -> int:
+    """The index of the stage ``--from-stage`` names (0 when none is given)."""
+    return [stage for stage, _ in recipe.stages].index(name) if name else 0
+
+
+def mark_skipped(out: Path, runtime: Runtime, init_path: Path | None) -> None:
+    """A stage before ``--from-stage``: marked finished with no best.pt, so a resume without
+    the flag goes on at the stage it started from, from the same weights."""
+    if runtime.main and not (out / FINISHED).exists():
+        out.mkdir(parents=True, exist_ok=True)
+        (out / FINISHED).write_text(f"skipped: the run started after it, from {init_path}\n")
 
 
 def run_stage(args: argparse.Namespace, config: Config, recipe: Recipe, name: str, out: Path,

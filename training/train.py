@@ -41,6 +41,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--resume", action="store_true", help="continue the run in --out")
     parser.add_argument("--init", type=Path, metavar="CHECKPOINT",
                         help="start from these weights (fine-tuning a checkpoint)")
+    parser.add_argument("--from-stage", metavar="NAME",
+                        help="start the recipe at this stage, from --init's weights (the "
+                             "stages before it are not trained)")
     parser.add_argument("--max-steps", type=int, help="override the last stage's max_steps")
     parser.add_argument("--max-minutes", type=float,
                         help="override the last stage's max_minutes")
@@ -67,6 +70,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         parser.error("--from-scratch goes with --corpus")
     if args.freeze and (not args.corpus or args.from_scratch):
         parser.error("--freeze goes with --corpus (a fine-tune)")
+    if args.from_stage and (args.corpus or (args.init is None and not args.resume)):
+        parser.error("--from-stage needs --init (the weights that stage starts from), "
+                     "not --corpus")
     if args.processes is not None and args.processes < 1:
         parser.error("--processes must be at least 1")
     return args
@@ -82,6 +88,10 @@ def recipe_of(args: argparse.Namespace) -> Recipe:
         raise ConfigError("--config is required for a new run")
     if recipe.init is not None and args.init is None and not args.resume:
         args.init = init_weights(recipe)
+    names = [name for name, _ in recipe.stages]
+    if getattr(args, "from_stage", None) and args.from_stage not in names:
+        raise ConfigError(f"--from-stage {args.from_stage}: the recipe's stages are "
+                          f"{', '.join(repr(name) for name in names)}")
     last = recipe.final
     if args.regularize is not None:
         for _, config in recipe.stages:
