@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import torch
-from glsr_train.rhythm import KINDS, notes_of, syncopate, vary
+from glsr_train.rhythm import KINDS, canonical_start, double_time, halved, notes_of, syncopate, vary
 
 from glsr_live.tokens import HOLD, REST
 
@@ -48,3 +48,26 @@ def test_a_share_of_the_batch_is_varied_and_none_draws_nothing():
     state = torch.get_rng_state()
     assert syncopate(batch, 0.0) is batch
     assert torch.equal(state, torch.get_rng_state())  # golden runs without it are unchanged
+
+
+def test_double_time_plays_two_windows_twice_as_fast_on_every_step():
+    """Each note half as long, the pitches in order; an onset off the eighth grid moves onto
+    it; the replaced row is itself then another row, each halved, and canonical."""
+    line = [notes_of(ROW)[i][2] for i in range(len(notes_of(ROW)))]
+    fast = halved(torch.tensor([ROW]))[0].tolist()
+    assert len(fast) == 16 and pitches(fast) == line
+    assert [end - onset for onset, end, _ in notes_of(fast)] == [2, 1, 1, 2, 2, 1, 1, 2, 2]
+    off_grid = [1, 20, 1, 21] * 8  # a cut-in hold, then onsets on odd steps
+    assert halved(torch.tensor([off_grid]))[0].tolist()[:2] == [20, 21]
+    batch = torch.tensor([ROW, off_grid, [12, 1, 1, 1] * 8, ROW])
+    torch.manual_seed(2)
+    varied = double_time(batch, 0.5)
+    changed = (varied != batch).any(1).nonzero().flatten().tolist()
+    assert len(changed) == 2
+    for row in changed:
+        tokens = varied[row].tolist()
+        assert canonical(tokens), tokens
+        assert tokens[:16] == halved(canonical_start(batch[row:row + 1]))[0].tolist()
+    state = torch.get_rng_state()
+    assert double_time(batch, 0.0) is batch
+    assert torch.equal(state, torch.get_rng_state())

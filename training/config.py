@@ -158,11 +158,12 @@ class AugmentConfig:
     thinning: Ramp = ramp()  # rows that lose notes to rests
     stretching: Ramp = ramp()  # rows whose intervals widen or narrow about their mean pitch
     rhythm: Ramp = ramp()  # rows replaced by a hook's rhythm of themselves (``rhythm.py``)
+    double_time: Ramp = ramp()  # rows replaced by two windows at twice the speed (``rhythm.py``)
     # stretched rows have their intervals scaled by k log-uniform in [1 / this, this]
     widest_stretch: float = at_least(1, 2.0)
 
     def __post_init__(self) -> None:
-        for name in ("thinning", "stretching", "rhythm"):
+        for name in ("thinning", "stretching", "rhythm", "double_time"):
             if getattr(self, name).value > 1:
                 raise ConfigError(f"[augment] {name} is a share of the batch: at most 1")
         if self.thinning.value + self.stretching.value > 1:

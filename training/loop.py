@@ -30,7 +30,7 @@ from .distributed import (
 from .glsr import RegularisedAttribute
 from .model import GLSRVAE, state_for_phrase
 from .objective import Batch, Setup, Weights, objective
-from .rhythm import syncopate
+from .rhythm import rhythm_rows
 from .rundir import append_metrics
 from .validation import evaluate, summary_line
 
@@ -242,8 +242,8 @@ def train_step(run: Run, setup: Setup) -> dict[str, float]:
     config, state, device = run.config, run.state, run.runtime.device
     for group in run.optimizer.param_groups:
         group["lr"] = learning_rate(state.step, config)
-    batch = syncopate(next_batch(run.train, state, config, run.runtime),
-                      config.augment.rhythm.at(state.step)).to(device)
+    batch = rhythm_rows(next_batch(run.train, state, config, run.runtime), config.augment,
+                        state.step).to(device)
     tokens, altered = augmented(batch, config.augment, state.step, setup.pitches)
     losses = objective(run.model, Batch(tokens, batch, altered), Weights.at(config, state.step),
                        setup)

@@ -13,6 +13,11 @@ their own reconstruction target, unlike thinned or stretched copies). Per row, o
 * **split**: notes of four 16ths or more re-struck on a 16th off the beat;
 * **figure**: each bar's onsets replaced by a syncopated figure (``syncopated.FIGURES``), the
   window's pitches laid on them in order.
+
+**Double time** (``[augment] double_time``) is the fiddle's rhythm: two windows of the batch
+played twice as fast, one after the other, so a phrase of 16ths on every step exists to learn
+from (the collections' reels are eighths; a reel or hornpipe written in 16ths has 27 onsets in
+32 steps where theirs have 15).
 """
 
 from __future__ import annotations
@@ -123,3 +128,39 @@ def syncopate(batch: torch.Tensor, share: float) -> torch.Tensor:
         tokens = vary(batch[row].tolist(), KINDS[kind], draw)
         varied[row] = torch.tensor(tokens, dtype=batch.dtype)
     return varied
+
+
+def halved(rows: torch.Tensor) -> torch.Tensor:
+    """(N, L) -> (N, L / 2): each window at twice the speed. Step k is step 2k, or step 2k + 1
+    where only that one starts a note (an onset off the eighth grid moves onto it); a note
+    struck on both keeps the first."""
+    even, odd = rows[:, 0::2], rows[:, 1::2]
+    return torch.where((odd > HOLD) & (even <= HOLD), odd, even)
+
+
+def canonical_start(rows: torch.Tensor) -> torch.Tensor:
+    """A hold with no note before it (a window cut in a note) is a rest."""
+    rows = rows.clone()
+    rows[:, 0] = torch.where(rows[:, 0] == HOLD, torch.full_like(rows[:, 0], REST), rows[:, 0])
+    return rows
+
+
+def double_time(batch: torch.Tensor, share: float) -> torch.Tensor:
+    """(B, L) -> (B, L): a random ``share`` of the rows replaced by two rows of the batch (the
+    row itself, then another) at twice the speed; the others as they were."""
+    count = round(share * batch.shape[0])
+    if count == 0:
+        return batch
+    rows = torch.randperm(batch.shape[0])[:count]
+    partners = torch.randint(batch.shape[0], (count,))
+    first = halved(canonical_start(batch[rows]))
+    second = halved(canonical_start(batch[partners]))
+    varied = batch.clone()
+    varied[rows] = torch.cat([first, second], dim=1)
+    return varied
+
+
+def rhythm_rows(batch: torch.Tensor, augment, step: int) -> torch.Tensor:
+    """(B, L) -> (B, L): the batch with ``augment``'s hook rhythms and double-time rows at
+    ``step``; these rows are their own reconstruction targets."""
+    return double_time(syncopate(batch, augment.rhythm.at(step)), augment.double_time.at(step))

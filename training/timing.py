@@ -28,7 +28,7 @@ from .distributed import Runtime, all_reduce_gradients, default_processes, launc
 from .glsr import RegularisedAttribute
 from .model import GLSRVAE
 from .objective import Batch, Setup, Weights, objective
-from .rhythm import syncopate
+from .rhythm import rhythm_rows
 
 VOCAB = Vocabulary(48, 88)  # the melody model's range
 LATE = 10**9  # past every annealing ramp: every term on
@@ -48,7 +48,7 @@ def step_seconds(config: Config, runtime: Runtime, steps: int) -> float:
     seconds = []
     for _ in range(steps + 2):
         started = time.perf_counter()
-        batch = syncopate(tokens, config.augment.rhythm.at(LATE))
+        batch = rhythm_rows(tokens, config.augment, LATE)
         altered, mask = augmented(batch, config.augment, LATE, pitches)
         losses = objective(model, Batch(altered, batch, mask), Weights.at(config, LATE), setup)
         optimiser.zero_grad()
