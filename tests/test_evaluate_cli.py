@@ -90,3 +90,25 @@ def test_a_source_the_model_never_saw_is_one_line(mixed_model, tmp_path):
     done = run("glsr_train.evaluate", str(model), "--out", str(tmp_path), "--corpus", "essen")
     assert done.returncode == 2
     assert "not trained on 'essen'" in done.stderr and "Traceback" not in done.stderr
+
+
+def write_abc_tune(path: Path, metre: str, bars: int) -> None:
+    """An ABC tune of ``bars`` bars of eighths in ``metre`` (2/4: four to a bar)."""
+    line = "|".join([{"2/4": "cdef", "4/4": "cdefgfed"}[metre]] * bars)
+    path.write_text(f"X:1\nT:{path.stem}\nM:{metre}\nL:1/8\nK:C\n{line}|\n")
+
+
+def test_melodies_of_one_metre_a_4_4_model_plays(mixed_model, tmp_path):
+    """2/4 tunes, which a 4/4 model plays two bars to one of its own, are measured alone."""
+    model, *_ = mixed_model
+    folder = tmp_path / "tunes"
+    folder.mkdir()
+    write_abc_tune(folder / "two.abc", "2/4", 16)  # 64 steps of 4/4: bar lines every 8 steps
+    write_abc_tune(folder / "four.abc", "4/4", 6)  # 96 steps, bar lines every 16
+    two = evaluate(model, tmp_path / "two", "--melodies", str(folder), "--metre", "2/4")
+    four = evaluate(model, tmp_path / "four", "--melodies", str(folder), "--metre", "4/4")
+    assert two["regularised"]["windows"] == 16 - 4 + 1  # a window from each 2/4 bar line
+    assert four["regularised"]["windows"] == 6 - 2 + 1
+    done = run("glsr_train.evaluate", str(model), "--out", str(tmp_path / "x"), "--melodies",
+               str(folder), "--metre", "6/8")
+    assert done.returncode == 2 and "--metre 6/8: the model plays 4/4" in done.stderr

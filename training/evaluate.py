@@ -432,8 +432,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     where.add_argument("--melodies", action="append", metavar="DIR",
                        help="every window of the melodies in DIR instead of a split: tunes "
                             "from outside the training collections (repeatable)")
-    parser.add_argument("--metre", help="only tunes in this one of the model's metres (a "
-                                        "model of several reports each alone too)")
+    parser.add_argument("--metre", help="only tunes in this metre, one the model plays (a 4/4 "
+                                        "model plays 2/2 and 2/4 too; a model of several "
+                                        "metres reports each alone too)")
     parser.add_argument("--out", type=Path, required=True, help="report directory")
     parser.add_argument("--phrases", type=int, default=300, help="phrases for axis sweeps")
     parser.add_argument("--preset", type=Path, default=default_preset(),
@@ -507,7 +508,7 @@ def evaluation_windows(model: Model, args: argparse.Namespace
     """The windows ``args`` ask for, their unseen mask, and the model's own dataset when they
     come from it."""
     metre = getattr(args, "metre", None)
-    if metre is not None and metre not in model.info.metres:
+    if metre is not None and not model.info.plays_metre(metre):
         raise CorpusError(f"--metre {metre}: the model plays {model.info.metre}")
     if args.melodies:
         windows = folder_windows(model, args.melodies, metre)
