@@ -153,12 +153,15 @@ def test_an_offset_move_from_the_phrase_carries_the_models_change_onto_the_phras
 
     plain = PhraseKeeper(model, tokens, 0.0)
     change = {s: notes(plain, s) - notes(plain, 0.0) for s in (-2, -1, 1, 2)}
-    assert notes(plain, 0.0) == 25 and change[1] == 0  # the model's reading, flat at +1
+    assert notes(plain, 0.0) == 25
+    # the model's reading does not follow the knob somewhere (melody: two notes fewer at +1),
+    # so the carried decode's "one note at least" is exercised
+    assert any(np.sign(moved) != np.sign(spreads) for spreads, moved in change.items())
     carried = PhraseKeeper(model, tokens, 8.0, origin=mu)
     for spreads, moved in change.items():
         wanted = 28 + (moved if np.sign(moved) == np.sign(spreads) else int(np.sign(spreads)))
         assert notes(carried, spreads) == min(32, wanted), spreads
-    assert notes(PhraseKeeper(model, tokens, 8.0), 1) == 25  # no origin: fewer than played
+    assert notes(PhraseKeeper(model, tokens, 8.0), 1) < 28  # no origin: fewer than played
     register = PhraseKeeper(model, tokens, 8.0, ("notes", "register"), origin=mu)
     assert notes(register, 1, "register") == 28  # the register knob leaves the count alone
 
