@@ -3,10 +3,11 @@
 A fixed-seed run of each shipped recipe's model, terms and weights (its schedule a hundred
 times faster, on 2,048 Bach windows, one thread) must log the same loss terms and validation
 numbers as when the numbers in ``tests/golden/expected*.json`` were recorded. Each file is one
-kind of CPU's numbers: their float kernels differ (an AMD EPYC's run leaves an Intel's by 2e-5
-at step 25 and by 20 % at step 40, the same code), so a run must match one recorded set, to
-1e-6. Regenerate them only for a change that is meant to change training, on every kind, and
-say so in its commit; on a new kind of CPU, record its set once with the code that landed:
+kind of CPU's numbers (``expected.json`` the first; its CPU was not named): their float kernels
+differ (an AMD EPYC's run leaves the first set by 2e-5 at step 25 and by 20 % at step 40, the
+same code), so a run must match one recorded set, to 1e-6. Regenerate them only for a change
+that is meant to change training, on every kind, and say so in its commit; on a new kind of
+CPU, record its set once with the code that landed:
 
     python tests/test_golden.py --record
 """
@@ -22,7 +23,6 @@ from pathlib import Path
 import pytest
 
 GOLDEN = Path(__file__).resolve().parent / "golden"
-EXPECTED = GOLDEN / "expected.json"  # the first kind recorded (its CPU was not named)
 RECIPES = {"melody": "melody.toml", "bach": "bach.toml"}
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}  # one thread: sums in one order, bit for bit
 UNPINNED = {"seconds"}  # wall time

@@ -53,7 +53,7 @@ def test_a_share_of_the_batch_is_varied_and_none_draws_nothing():
 def test_double_time_plays_two_windows_twice_as_fast_on_every_step():
     """Each note half as long, the pitches in order; an onset off the eighth grid moves onto
     it; the replaced row is itself then another row, each halved, and canonical."""
-    line = [notes_of(ROW)[i][2] for i in range(len(notes_of(ROW)))]
+    line = [pitch for _, _, pitch in notes_of(ROW)]
     fast = halved(torch.tensor([ROW]))[0].tolist()
     assert len(fast) == 16 and pitches(fast) == line
     assert [end - onset for onset, end, _ in notes_of(fast)] == [2, 1, 1, 2, 2, 1, 1, 2, 2]

@@ -22,11 +22,16 @@ from (the collections' reels are eighths; a reel or hornpipe written in 16ths ha
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 
 from glsr_live.tokens import HOLD, REST
 
 from .syncopated import FIGURES, STEPS_PER_BAR
+
+if TYPE_CHECKING:
+    from .config import AugmentConfig
 
 KINDS = ("anticipate", "delay", "split", "figure")
 FIGURE_ONSETS = list(FIGURES.values())
@@ -139,7 +144,8 @@ def halved(rows: torch.Tensor) -> torch.Tensor:
 
 
 def canonical_start(rows: torch.Tensor) -> torch.Tensor:
-    """A hold with no note before it (a window cut in a note) is a rest."""
+    """(N, L) -> (N, L): a first-step hold (a window cut in a note) made a rest; the rest of a
+    window is canonical already, so this is ``tokens.canonical`` for a batch, in torch."""
     rows = rows.clone()
     rows[:, 0] = torch.where(rows[:, 0] == HOLD, torch.full_like(rows[:, 0], REST), rows[:, 0])
     return rows
@@ -160,7 +166,7 @@ def double_time(batch: torch.Tensor, share: float) -> torch.Tensor:
     return varied
 
 
-def rhythm_rows(batch: torch.Tensor, augment, step: int) -> torch.Tensor:
+def rhythm_rows(batch: torch.Tensor, augment: AugmentConfig, step: int) -> torch.Tensor:
     """(B, L) -> (B, L): the batch with ``augment``'s hook rhythms and double-time rows at
     ``step``; these rows are their own reconstruction targets."""
     return double_time(syncopate(batch, augment.rhythm.at(step)), augment.double_time.at(step))
