@@ -242,6 +242,14 @@ def corpus_files(path: Path) -> list[Path]:
     return sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in suffixes)
 
 
+def usable_files(path: Path) -> list[Path]:
+    """The folder's MIDI and score files; none is an error."""
+    files = corpus_files(path)
+    if not files:
+        raise CorpusError(f"{path}: no MIDI or MusicXML files found")
+    return files
+
+
 def score_file_melody(path: Path, grid: Grid, track: str | None) -> Melody:
     """The named part, else the soprano, else the part with the highest mean pitch."""
     from music21 import converter
@@ -275,9 +283,7 @@ def load_folder(
     path: Path, grid: Grid, track: str | None = None, progress: bool = True
 ) -> CorpusResult:
     """Melodies of every MIDI/score file under ``path``; unreadable files are skipped."""
-    files = corpus_files(path)
-    if not files:
-        raise CorpusError(f"{path}: no MIDI or MusicXML files found")
+    files = usable_files(path)
     result = CorpusResult()
     quiet = not progress or len(files) < 20  # a bar for a handful of files is noise
     for file in tqdm(files, desc="reading files", unit="file", disable=quiet):

@@ -13,6 +13,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import time
 from dataclasses import dataclass, field
 
 import torch
@@ -119,6 +120,10 @@ def default_processes(device_name: str) -> int:
     return max(1, len(os.sched_getaffinity(0)))
 
 
+RANK_GRACE_SECONDS = 5.0  # after one rank fails, for the others to end by themselves
+RANK_STOP_SECONDS = 60.0  # after a SIGTERM, for a rank to save its checkpoint
+
+
 def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -150,44 +155,54 @@ def launch(module: str, argv: list[str], processes: int) -> int:
 
     previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
-        wait_all(ranks)
+        stopped = wait_all(ranks)
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-    return outcome(ranks, logs)
+    return outcome(ranks, logs, stopped)
 
 
-def wait_all(ranks: list[subprocess.Popen]) -> None:
-    """Wait for every rank; once one fails, stop the rest (they would wait on it forever)."""
-    failed = False
+def wait_all(ranks: list[subprocess.Popen]) -> set[int]:
+    """Wait for every rank; once one fails, give the rest a grace to end by themselves (a
+    bad argument stops all ranks at once, each with its own exit code), then stop those
+    still running (they would wait on the failed one forever), and kill any that a stop did
+    not end. Returns the ranks stopped."""
+    failed_at = None
+    stopped: dict[int, float] = {}
     while any(process.poll() is None for process in ranks):
         for process in ranks:
             try:
-                returned = process.wait(timeout=0.5)
+                process.wait(timeout=0.2)
             except subprocess.TimeoutExpired:
+                pass
+        now = time.monotonic()
+        if failed_at is None and any(process.poll() not in (None, 0) for process in ranks):
+            failed_at = now
+        if failed_at is None or now - failed_at < RANK_GRACE_SECONDS:
+            continue
+        for rank, process in enumerate(ranks):
+            if process.poll() is not None:
                 continue
-            if returned != 0 and not failed:
-                failed = True
-                for other in ranks:
-                    if other.poll() is None:
-                        other.terminate()
+            if rank not in stopped:
+                process.terminate()  # it saves its checkpoint on the way out
+                stopped[rank] = now
+            elif now - stopped[rank] > RANK_STOP_SECONDS:
+                process.kill()  # blocked in a collective that will never complete
+    return set(stopped)
 
 
-def outcome(ranks: list[subprocess.Popen], logs: list) -> int:
-    """Rank 0's exit code (it said why), else the first failed rank's, named in one line."""
+def outcome(ranks: list[subprocess.Popen], logs: list, stopped: set[int] = frozenset()) -> int:
+    """Rank 0's exit code (it said why), else the first failed rank's, named in one line.
+    A rank we stopped because another failed is not the failure (its code is ours)."""
     for log in logs[1:]:
         log.close()
-    if ranks[0].returncode != 0:
-        code = ranks[0].returncode
-    else:
-        code = 0
-        for rank, process in enumerate(ranks[1:], start=1):
-            if process.returncode != 0:
-                print(f"glsr-train: rank {rank} failed (exit {process.returncode}); its log: "
-                      f"{logs[rank].name}", file=sys.stderr)
-                code = process.returncode
-                break
+    failed = [rank for rank, process in enumerate(ranks)
+              if process.returncode != 0 and rank not in stopped]
+    code = ranks[failed[0]].returncode if failed else 0
+    if failed and failed[0] != 0:
+        print(f"glsr-train: rank {failed[0]} failed (exit {code}); its log: "
+              f"{logs[failed[0]].name}", file=sys.stderr)
     for rank, log in enumerate(logs[1:], start=1):
-        if ranks[rank].returncode == 0 or code == ranks[0].returncode:
+        if not failed or rank != failed[0]:
             os.unlink(log.name)  # nothing to read there
     return code if code >= 0 else 128 - code  # killed by a signal: as a shell says it

@@ -25,6 +25,7 @@ from glsr_live.model import Model
 
 from .checkpoint import CheckpointError, load_checkpoint
 from .config import Config, ConfigError, Ramp, Recipe, from_dict, load_recipe
+from .corpus import usable_files
 from .dataset import SPLITS, Dataset, build_for
 from .evaluate import along_axis, encode_split, interpretability, knob_curve, reconstruction
 from .stages import recorded_recipe, run_recipe
@@ -103,14 +104,26 @@ def scratch_recipe(recipe: Path, folders: list[str]) -> Recipe:
     return loaded
 
 
+def refuse_an_existing_run(args: argparse.Namespace) -> None:
+    if not args.resume and (args.out / "latest.pt").exists():
+        raise ConfigError(f"{args.out} already holds a run; add --resume or choose another --out")
+
+
+def check_fine_tune(args: argparse.Namespace) -> None:
+    """What a fine-tune would refuse, said once before ranks start (each would say it)."""
+    for folder in args.corpus:
+        usable_files(Path(folder))
+    refuse_an_existing_run(args)
+    base_weights(args.init)
+
+
 def fine_tune(args: argparse.Namespace) -> int:
     """``--corpus DIR``: train from the base model's weights (or the recipe, from scratch) on
     the folder, export, and write the fit report."""
     started = time.perf_counter()
     folders = [str(Path(folder)) for folder in args.corpus]
     weights, base, base_dir = base_weights(args.init)
-    if not args.resume and (args.out / "latest.pt").exists():
-        raise ConfigError(f"{args.out} already holds a run; add --resume or choose another --out")
+    refuse_an_existing_run(args)
     if args.resume:
         args.init = None  # the run's checkpoint holds everything
         code = run_recipe(args, recorded_recipe(args.out))

@@ -126,7 +126,11 @@ def main(argv: list[str] | None = None) -> int:
     processes = 1 if rank is not None else args.processes or default_processes(args.device)
     try:
         if processes > 1:
-            if not args.corpus:
+            if args.corpus:
+                from .finetune import check_fine_tune
+
+                check_fine_tune(args)  # an empty folder: one line here, not one per rank
+            else:
                 recipe_of(args)  # a bad recipe: one line here, not one per rank
             return launch("glsr_train.train", argv, processes)
         if args.corpus:
