@@ -3,7 +3,6 @@
 import textwrap
 
 import pytest
-
 from glsr_train import distributed
 from glsr_train.distributed import launch
 

@@ -133,8 +133,9 @@ def free_port() -> int:
 def launch(module: str, argv: list[str], processes: int) -> int:
     """Run ``python -m module argv`` as ``processes`` ranks on this machine. Rank 0 speaks
     to the terminal; the others' output goes to a log each (a rank that fails while rank 0
-    did not is named in one line). Rank 0's exit code, else the first other non-zero one.
-    SIGINT and SIGTERM reach every rank once, so each saves its checkpoint."""
+    did not is named in one line). The exit code is that of the first rank, rank 0 first,
+    that failed by itself (not one stopped because another failed). SIGINT and SIGTERM reach
+    every rank once, so each saves its checkpoint."""
     port = free_port()
     logs = [None] + [tempfile.NamedTemporaryFile("w", prefix=f"glsr-rank{rank}-", suffix=".log",
                                                  delete=False) for rank in range(1, processes)]
