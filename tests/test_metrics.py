@@ -20,7 +20,7 @@ from glsr_train.evaluate import (
     reconstruction,
 )
 from glsr_train.glsr import RegularisedAttribute
-from glsr_train.metrics import rank, spearman, token_accuracy
+from glsr_train.metrics import nonhold_by_events, rank, spearman, token_accuracy
 from glsr_train.validation import along_axis as logged_along_axis
 
 from glsr_live.attributes import compute
@@ -46,6 +46,18 @@ def test_token_accuracy_counts_all_steps_and_non_hold_steps():
     accuracy, nonhold = token_accuracy(predicted, target, HOLD)
     assert accuracy == pytest.approx(6 / 8)
     assert nonhold == pytest.approx(3 / 4)  # targets 5, REST, 7, 8: the 8 is missed
+
+
+def test_non_hold_accuracy_is_banded_by_the_events_each_window_holds():
+    sparse = np.array([2] + [HOLD] * 31)  # 1 event
+    busy = np.array([2, 3] * 13 + [HOLD] * 6)  # 26 events
+    missed = busy.copy()
+    missed[:2] = [4, 4]  # 2 of its 26 wrong
+    bands = nonhold_by_events(np.stack([sparse, missed]), np.stack([sparse, busy]), HOLD)
+    assert bands == {"0-11": {"windows": 1, "nonhold": 1.0},
+                     "24-32": {"windows": 1, "nonhold": pytest.approx(24 / 26)}}
+    edge = np.array([2] * 12 + [HOLD] * 20)  # 12 events: the second band's first
+    assert list(nonhold_by_events(edge[None], edge[None], HOLD)) == ["12-17"]
 
 
 class LinearModel:

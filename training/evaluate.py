@@ -25,7 +25,7 @@ from glsr_live.tokens import HOLD, Note, tokens_to_notes
 
 from .corpus import CorpusError
 from .dataset import Dataset, DatasetSettings, build
-from .metrics import AXIS_SPAN, mean_row_spearman, token_accuracy
+from .metrics import AXIS_SPAN, mean_row_spearman, nonhold_by_events, token_accuracy
 
 EXIT_USAGE = 2
 AXIS_STEPS = 25
@@ -63,7 +63,8 @@ def attribute(model: Model, name: str, tokens: np.ndarray) -> np.ndarray:
 def reconstruction(model: Model, split: Split) -> dict[str, float]:
     predicted = decode_argmax(model, split.mu)
     accuracy, nonhold = token_accuracy(predicted, split.windows, HOLD)
-    return {"recon_accuracy": accuracy, "recon_accuracy_nonhold": nonhold}
+    return {"recon_accuracy": accuracy, "recon_accuracy_nonhold": nonhold,
+            "nonhold_by_events": nonhold_by_events(predicted, split.windows, HOLD)}
 
 
 def axis_sweeps(model: Model, mu: np.ndarray, dim: int, offsets: np.ndarray) -> np.ndarray:
@@ -537,6 +538,10 @@ def print_report(report: dict) -> None:
 def print_part(label: str, part: dict, split: str) -> None:
     print(f"{label}: recon_accuracy {part['recon_accuracy']:.3f}, non-hold "
           f"{part['recon_accuracy_nonhold']:.3f} ({part['windows']} {split} windows)")
+    bands = part.get("nonhold_by_events", {})
+    if len(bands) > 1:
+        print("  non-hold by events per window: " + ", ".join(
+            f"{band} {entry['nonhold']:.3f} ({entry['windows']})" for band, entry in bands.items()))
     if "morph" in part:
         morph = part["morph"]
         held = ", ".join(f"{k} {v:.2f}" for k, v in morph["held_share"].items())

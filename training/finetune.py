@@ -189,7 +189,9 @@ def measure(model: Model, windows: np.ndarray) -> dict:
     split = encode_split(model, windows)
     rng = np.random.default_rng(0)
     chosen = split.mu[rng.permutation(len(split.mu))[:SWEEP_PHRASES]]
-    result = {**{k: round(v, 4) for k, v in reconstruction(model, split).items()},
+    recon = reconstruction(model, split)
+    result = {"recon_accuracy": round(recon["recon_accuracy"], 4),
+              "recon_accuracy_nonhold": round(recon["recon_accuracy_nonhold"], 4),
               "windows": int(len(windows)), "axes": {}}
     ranges = knob_ranges()
     for name, axis in model.info.axes.items():
