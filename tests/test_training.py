@@ -222,6 +222,18 @@ def test_two_process_data_parallel_run_on_cpu(tmp_path):
     assert [json.loads(line)["step"] for line in lines] == [20]  # rank 0 alone writes
 
 
+def test_two_ranks_stop_together_at_the_time_limit(tmp_path):
+    # each rank reads its own clock; without one clock for both, one can step on alone and wait
+    # for the other's gradients forever
+    run = tmp_path / "timed"
+    done = subprocess.run([*GLSR_TRAIN, "--config", str(TINY), "--out", str(run), "--processes",
+                           "2", "--max-steps", "100000", "--max-minutes", "0.05", "--no-export"],
+                          capture_output=True, text=True, env=ENV, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "time limit" in done.stdout
+    assert "parameters on 2 ranks differ by at most 0\n" in done.stdout
+
+
 def test_export_refuses_a_graph_that_disagrees_with_torch(tiny_model_dir, tmp_path):
     run = tiny_model_dir.parent / "run"
     model = load_model(load_checkpoint(run / "best.pt"))

@@ -106,6 +106,7 @@ class TrainConfig:
     grad_clip: float = positive(1.0)
     max_steps: int = at_least(1, 50000)
     max_minutes: float = at_least(0, 0.0)  # 0 = no wall-clock limit
+    decay_in_time: bool = False  # the decay also ends by max_minutes, if that comes first
     eval_every: int = at_least(1, 500)
     eval_windows: int = at_least(1, 4096)
     checkpoint_every: int = at_least(1, 250)

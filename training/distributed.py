@@ -87,6 +87,16 @@ def broadcast_flag(flag: bool, runtime: Runtime) -> bool:
     return bool(tensor.item())
 
 
+def slowest_seconds(seconds: float, runtime: Runtime) -> float:
+    """The largest ``seconds`` of any rank: one clock, so every rank stops (and sets its
+    learning rate) at the same step."""
+    if runtime.world == 1:
+        return seconds
+    tensor = torch.tensor([seconds], dtype=torch.float64, device=runtime.device)
+    dist.all_reduce(tensor, op=dist.ReduceOp.MAX)
+    return float(tensor.item())
+
+
 def barrier(runtime: Runtime) -> None:
     if runtime.world > 1:
         dist.barrier()

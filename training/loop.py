@@ -26,6 +26,7 @@ from .distributed import (
     barrier,
     broadcast_flag,
     broadcast_weights,
+    slowest_seconds,
 )
 from .glsr import RegularisedAttribute
 from .model import GLSRVAE, state_for_phrase
@@ -210,13 +211,17 @@ def check_same_data(checkpoint: dict, vocab: Vocabulary) -> None:
 # ---------------------------------------------------------------- the loop
 
 
-def learning_rate(step: int, config: Config) -> float:
-    """Linear warm-up, then cosine decay from lr to lr_final over max_steps."""
+def learning_rate(step: int, config: Config, seconds: float = 0.0) -> float:
+    """Linear warm-up, then cosine decay from lr to lr_final over max_steps; with
+    ``decay_in_time`` over max_minutes instead when the run will reach that first, so a run
+    stopped by its time limit still ends at lr_final (``seconds``: the stage's so far)."""
     train = config.train
     warmup = min(train.warmup, train.max_steps // 10 + 1)
     if step < warmup:
         return train.lr * (step + 1) / warmup
     progress = min(1.0, (step - warmup) / max(1, train.max_steps - warmup))
+    if train.decay_in_time and train.max_minutes:
+        progress = max(progress, min(1.0, seconds / (train.max_minutes * 60)))
     return train.lr_final + 0.5 * (train.lr - train.lr_final) * (1 + math.cos(math.pi * progress))
 
 
@@ -241,7 +246,7 @@ def train_step(run: Run, setup: Setup) -> dict[str, float]:
     """One optimiser step on the next batch; the logged terms."""
     config, state, device = run.config, run.state, run.runtime.device
     for group in run.optimizer.param_groups:
-        group["lr"] = learning_rate(state.step, config)
+        group["lr"] = learning_rate(state.step, config, state.seconds)
     batch = rhythm_rows(next_batch(run.train, state, config, run.runtime), config.augment,
                         state.step).to(device)
     tokens, altered = augmented(batch, config.augment, state.step, setup.pitches)
@@ -267,7 +272,8 @@ def train_loop(run: Run, max_steps: int, max_minutes: float) -> str:
     try:
         while state.step < max_steps:
             parts = train_step(run, setup)
-            state.seconds = seconds_before + time.perf_counter() - started
+            state.seconds = slowest_seconds(seconds_before + time.perf_counter() - started,
+                                            run.runtime)
             bar.update(1)
             bar.set_postfix({k: f"{v:.3g}" for k, v in parts.items()
                              if k in ("nll", "kl") or k.startswith("slope_")}, refresh=False)
@@ -291,7 +297,7 @@ def evaluate_and_track(run: Run, train_parts: dict) -> bool:
     """Evaluate, log, keep best.pt; True when early stopping says to stop."""
     state = run.state
     record = {"step": state.step, "epoch": state.epoch, "seconds": round(state.seconds, 1),
-              "lr": learning_rate(state.step, run.config),
+              "lr": learning_rate(state.step, run.config, state.seconds),
               **{f"train_{k}": v for k, v in train_parts.items()}}
     stop = False
     if run.runtime.main:
