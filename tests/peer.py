@@ -14,6 +14,7 @@ Commands of keys/send (each answered "done" except "hex"): PITCH, "cc C V", "hex
 move), "sync". Prints "ready" once the port is open, "missing" if no port matched within 20 s.
 """
 
+import signal
 import sys
 import time
 
@@ -81,7 +82,14 @@ def listen(port) -> None:
         print(message.hex(), flush=True)
 
 
+def leave(_signum: int, _frame: object) -> None:
+    """SIGTERM: unwind, so the port and the JACK client close (a killed client can stall
+    jackd's graph for the next test's clients)."""
+    raise SystemExit(0)
+
+
 def main() -> None:
+    signal.signal(signal.SIGTERM, leave)
     mode, fragment = sys.argv[1], (sys.argv[2] if len(sys.argv) > 2 else "")
     if mode in ("keys", "sink"):
         opener = BACKEND.open_output if mode == "keys" else BACKEND.open_input
@@ -94,12 +102,15 @@ def main() -> None:
             return
         port = BACKEND.open_output(name) if mode == "send" else BACKEND.open_input(name)
     print("ready", flush=True)
-    if mode == "listen":
-        listen(port)
-    elif mode == "sink":
-        time.sleep(600)
-    else:
-        serve_commands(port)
+    try:
+        if mode == "listen":
+            listen(port)
+        elif mode == "sink":
+            time.sleep(600)
+        else:
+            serve_commands(port)
+    finally:
+        port.close()
 
 
 if __name__ == "__main__":
