@@ -153,9 +153,9 @@ class Peer:
 
 def stop_process(process: subprocess.Popen, seconds: float) -> None:
     """SIGTERM and wait ``seconds``, then SIGKILL: JACK clients that close themselves leave
-    jackd's graph clean, and a SIGKILLed one has stalled the next test's MIDI (stop 37's CI:
-    the test after a teardown that killed the daemon and its peers heard nothing in 2 starts).
-    """
+    jackd's graph clean. A SIGKILLed one was suspected, not shown, of stalling the next
+    test's MIDI (stop 37's CI: the test after a teardown that killed the daemon and its peers
+    heard nothing in 2 starts; dead starts still happen with clean closes, see below)."""
     if process.poll() is not None:
         return
     process.terminate()
