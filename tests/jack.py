@@ -17,6 +17,7 @@ import mido
 import pytest
 
 PEER = Path(__file__).with_name("peer.py")
+DAEMON_STOP_SECONDS = 15  # beyond the supervisor's 8 s, after which it kills a stuck daemon
 
 
 def jack_env(server: str) -> dict:
@@ -79,12 +80,7 @@ def jack_server(private: bool = False):
     try:
         yield name
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:  # seen after a client was SIGKILLed: jackd hangs
-            process.kill()
-            process.wait(timeout=10)
+        stop_process(process, 10.0)  # a kill after: jackd has hung once a client was SIGKILLed
 
 
 class Peer:
@@ -164,9 +160,6 @@ def stop_process(process: subprocess.Popen, seconds: float) -> None:
     except subprocess.TimeoutExpired:
         process.kill()
         process.wait()
-
-
-DAEMON_STOP_SECONDS = 15  # beyond the supervisor's 8 s, after which it kills a stuck daemon
 
 
 @contextmanager

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 from conftest import ROOT, open_notes
-from jack import Peer, cleaned_up, daemon_with_peers, jack_env, jack_server
+from jack import DAEMON_STOP_SECONDS, Peer, cleaned_up, daemon_with_peers, jack_env, jack_server
 
 from glsr_live.catalog import resolve_model
 
@@ -19,7 +19,6 @@ SHIPPED = ROOT / "presets" / "models" / "melody"  # the default: `glsr-live run`
 BPM = 240.0
 STEP = 60 / BPM / 4
 LOOP = 32 * STEP
-STOP_WAIT = 15  # seconds: beyond the supervisor's 8 s, after which it kills a stuck daemon
 pytestmark = pytest.mark.jack
 
 
@@ -112,7 +111,7 @@ def test_note_count_knob_raises_note_count_and_sigterm_closes_everything(daemon_
     print("note counts low, high:", counts)
     assert counts[1] >= counts[0] + 2, counts
     process.send_signal(signal.SIGTERM)
-    process.wait(timeout=STOP_WAIT)
+    process.wait(timeout=DAEMON_STOP_SECONDS)
     received += from_daemon.collect(0.3)
     assert process.returncode == 0, process.stderr.read()[-6000:]  # a stuck one: its stacks
     assert note_ons(received) > 0
@@ -148,7 +147,7 @@ def test_program_change_swaps_models_from_the_next_bar(jack_env_private, tiny_mo
               note_ons(heard[1]), note_ons(heard[0]))
         assert note_ons(heard[1]) == 0 and note_ons(heard[0]) >= 4
         process.send_signal(signal.SIGTERM)
-        process.wait(timeout=STOP_WAIT)
+        process.wait(timeout=DAEMON_STOP_SECONDS)
         received += from_daemon.collect(0.3)
         stderr = process.stderr.read()
         assert process.returncode == 0, stderr[-2000:]
@@ -189,7 +188,7 @@ def test_a_recorded_jack_session_replays_as_the_client_heard_it(jack_env_private
         to_daemon.command("sweep 20 110 10")
         received += from_daemon.collect(2 * LOOP)
         process.send_signal(signal.SIGTERM)
-        process.wait(timeout=STOP_WAIT)
+        process.wait(timeout=DAEMON_STOP_SECONDS)
         received += from_daemon.collect(0.3)
     session_file = recorded_session(process)
     session = read_session(session_file)

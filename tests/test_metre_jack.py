@@ -10,13 +10,12 @@ import sys
 import numpy as np
 import pytest
 from conftest import ROOT, open_notes
-from jack import cleaned_up, daemon_with_peers, jack_env, jack_server
+from jack import DAEMON_STOP_SECONDS, cleaned_up, daemon_with_peers, jack_env, jack_server
 
 BPM = 240.0
 STEP = 60 / BPM / 4
 LOOP = 24 * STEP  # two bars of 6/8: 24 sixteenths (a 4/4 model's loop is 32)
 JIG = [62, 66, 69, 74, 73, 71, 69, 67, 66, 64, 62, 57]  # two bars of eighths; 74 once
-STOP_WAIT = 15
 pytestmark = pytest.mark.jack
 
 
@@ -69,7 +68,7 @@ def test_a_jig_comes_back_in_loops_of_two_six_eight_bars(tmp_path):
             varied = onsets(varied_timed)
             assert len(varied) > len(at_rest), (len(varied), len(at_rest))
             process.send_signal(signal.SIGTERM)
-            process.wait(timeout=STOP_WAIT)
+            process.wait(timeout=DAEMON_STOP_SECONDS)
             tail = from_daemon.collect(0.3)
             stderr = process.stderr.read()
             assert process.returncode == 0, stderr[-4000:]
